@@ -1,0 +1,1 @@
+"""Assets grouped by pipeline stage: collection -> features -> datasets -> training."""

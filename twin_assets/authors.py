@@ -1,0 +1,94 @@
+"""The author registry: which authors have twins and which links are theirs.
+
+The registry is a YAML file (TWIN_AUTHORS_FILE, default `authors.yaml` at the repo root) that a
+sensor watches: adding an author, or changing an author's links, adds the author's partition and
+requests a crawl. A file under version control gives review, history and rollback of exactly
+what each twin may read, which a click in a UI does not. Only the links listed here are followed.
+
+Values may use `${VAR}` placeholders, expanded from the environment with local defaults for the
+bundled sample (`TWIN_SAMPLE_SITE_URL`, `TWIN_SAMPLE_DIR`, `TWIN_DATA_DIR`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from twin_assets.domain.documents import Author, sha256_text
+from twin_assets.settings import SAMPLE_DATA_DIR, data_dir
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class RegistryError(ValueError):
+    """The registry file is missing, unreadable or invalid; the message says where."""
+
+
+def placeholder_defaults() -> dict[str, str]:
+    return {
+        "TWIN_SAMPLE_SITE_URL": "http://127.0.0.1:8765",
+        "TWIN_SAMPLE_DIR": str(SAMPLE_DATA_DIR),
+        "TWIN_DATA_DIR": str(data_dir()),
+    }
+
+
+def expand(value: str, env: dict[str, str] | None = None) -> str:
+    lookup = {**placeholder_defaults(), **(env if env is not None else os.environ)}
+
+    def sub(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in lookup:
+            raise RegistryError(f"unknown variable ${{{name}}} in {value!r}")
+        return lookup[name]
+
+    return _VAR.sub(sub, value)
+
+
+class _RegistryFile(BaseModel):
+    authors: list[Author]
+
+
+def parse_registry(text: str, source: str = "<registry>") -> list[Author]:
+    """Parse and validate a registry; duplicate ids are an error, not a silent overwrite."""
+    try:
+        raw = yaml.safe_load(text) or {"authors": []}
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise RegistryError(f"{source}: expected a mapping with an 'authors' list")
+    for author in raw.get("authors") or []:
+        for link in (author or {}).get("links") or []:
+            if isinstance(link, dict) and isinstance(link.get("url"), str):
+                link["url"] = expand(link["url"])
+    try:
+        parsed = _RegistryFile.model_validate({"authors": raw.get("authors") or []})
+    except ValidationError as exc:
+        raise RegistryError(f"{source}: {exc}") from exc
+    seen: set[str] = set()
+    for author in parsed.authors:
+        if author.id in seen:
+            raise RegistryError(f"{source}: author id {author.id!r} appears twice")
+        seen.add(author.id)
+    return parsed.authors
+
+
+def load_registry(path: Path) -> list[Author]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(f"cannot read author registry {path}: {exc}") from exc
+    return parse_registry(text, source=str(path))
+
+
+def author_fingerprint(author: Author) -> str:
+    """Changes when what we crawl for the author changes (name or links), not on re-reads."""
+    payload = json.dumps(
+        {"name": author.full_name, "links": [link.model_dump(mode="json") for link in author.links]},
+        sort_keys=True,
+    )
+    return sha256_text(payload)[:16]

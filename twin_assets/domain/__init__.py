@@ -1,0 +1,1 @@
+"""Typed models for everything the pipeline stores: documents, chunks, dataset rows, models."""

@@ -1,0 +1,115 @@
+"""Cleaned documents: the author's first snapshot, the one fine-tuning datasets are built from.
+
+Stored in the warehouse (collection `cleaned_documents`) rather than in a vector-less Qdrant
+collection: datasets need whole documents with their structure and lineage, queried by author
+and hash, which is what a document store is for; Qdrant holds the second snapshot (chunks +
+vectors) for RAG.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from twin_assets.domain.documents import Category, Platform, RepoFile, utcnow
+
+
+class CleanedDocument(BaseModel):
+    id: str  # same id as the raw document it came from (lineage)
+    author_id: str
+    platform: Platform
+    category: Category
+    link: str
+    title: str | None = None
+    content: str  # articles keep "#"-headings and paragraphs; posts keep line breaks
+    files: list[RepoFile] = Field(default_factory=list)  # repositories: cleaned files, intact
+    language: str = "unknown"
+    raw_content_hash: str  # hash of the raw document this was cleaned from
+    content_hash: str  # hash of the cleaned content
+    cleaner_version: str = ""
+    cleaned_at: datetime = Field(default_factory=utcnow)
+
+    def to_mongo(self) -> dict:
+        data = self.model_dump(mode="python")
+        data["_id"] = self.id
+        return data
+
+    @classmethod
+    def from_mongo(cls, data: dict) -> CleanedDocument:
+        data = dict(data)
+        data.pop("_id", None)
+        return cls.model_validate(data)
+
+
+class Chunk(BaseModel):
+    """A piece of a cleaned document small enough for the embedding model (the second snapshot).
+
+    `id` is a UUID5 of (document id, position, content hash): the same chunk of the same document
+    always maps to the same Qdrant point, so re-running upserts in place instead of duplicating.
+    """
+
+    id: str
+    author_id: str
+    document_id: str
+    category: Category
+    platform: Platform
+    link: str
+    title: str | None = None
+    position: int  # 0-based order of the chunk inside its document
+    content: str  # exactly what is embedded; code chunks are verbatim source lines
+    token_count: int  # measured with the embedding model's tokenizer, special tokens included
+    section: str | None = None  # nearest article heading
+    file_path: str | None = None  # repositories: file the chunk comes from
+    symbol: str | None = None  # repositories: "class Foo", "def bar", "module" or "lines 10-40"
+    language: str | None = None  # natural language of the document, or the code's language
+    source_hash: str  # content hash of the cleaned document it was cut from (lineage)
+
+    def payload(self) -> dict:
+        """What a Qdrant point carries so that RAG can cite the source without a second lookup."""
+        data = self.model_dump(mode="json")
+        data["chunk_id"] = data.pop("id")
+        return data
+
+    def to_mongo(self) -> dict:
+        data = self.model_dump(mode="python")
+        data["_id"] = self.id
+        return data
+
+    @classmethod
+    def from_mongo(cls, data: dict) -> Chunk:
+        data = dict(data)
+        data.pop("_id", None)
+        return cls.model_validate(data)
+
+
+class RetrievedChunk(BaseModel):
+    """One retrieval hit: the chunk's text, its similarity score and where to cite it from."""
+
+    chunk_id: str
+    score: float
+    author_id: str
+    document_id: str
+    category: Category
+    platform: Platform
+    link: str
+    title: str | None = None
+    position: int
+    content: str
+    section: str | None = None
+    file_path: str | None = None
+    symbol: str | None = None
+
+    @classmethod
+    def from_payload(cls, point_id: str, score: float, payload: dict) -> RetrievedChunk:
+        data = {k: v for k, v in payload.items() if k in cls.model_fields}
+        data["chunk_id"] = str(payload.get("chunk_id") or point_id)
+        data["score"] = float(score)
+        return cls.model_validate(data)
+
+    def citation(self) -> str:
+        """Human-readable source: title (or link), plus file path for code."""
+        where = self.title or self.link
+        if self.file_path:
+            where = f"{where} — {self.file_path}"
+        return f"[{self.platform}] {where} <{self.link}>"

@@ -1,0 +1,58 @@
+"""Shared fixtures: a real MongoDB wire-protocol server and the sample site over HTTP.
+
+Servers are started by the tests themselves on 127.0.0.1 and stopped by their PID.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from pathlib import Path
+
+import pytest
+
+from resources.embedded_mongo import EmbeddedMongo
+from resources.warehouse import WarehouseResource
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory) -> EmbeddedMongo:
+    server = EmbeddedMongo(data_dir=tmp_path_factory.mktemp("mongo"), port=free_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def warehouse(mongo_server) -> WarehouseResource:
+    """A warehouse on the shared server with a database of its own (tests stay independent)."""
+    return WarehouseResource(uri=mongo_server.uri, database=f"t_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(scope="session")
+def sample_site():
+    """The bundled sample site served on 127.0.0.1; yields its base URL."""
+    from twin_assets.sample_data.server import SampleSite
+
+    site = SampleSite(port=free_port())
+    site.start()
+    yield site.base_url
+    site.stop()
+
+
+@pytest.fixture
+def tmp_data_dir(tmp_path: Path, monkeypatch) -> Path:
+    monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "data"

@@ -1,0 +1,40 @@
+"""The author registry file: parsing, placeholders, and precise errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from twin_assets.authors import RegistryError, author_fingerprint, load_registry, parse_registry
+from twin_assets.settings import PROJECT_ROOT
+
+
+def test_bundled_registry_expands_placeholders(monkeypatch):
+    monkeypatch.setenv("TWIN_SAMPLE_SITE_URL", "http://127.0.0.1:9999")
+    (author,) = load_registry(PROJECT_ROOT / "authors.yaml")
+    assert author.id == "maya-kowalski"
+    assert author.links[0].url == "http://127.0.0.1:9999/medium/@mayakowalski/"
+    assert {str(link.kind) for link in author.links} == {"web", "export", "git"}
+
+
+def test_fingerprint_changes_with_links_only():
+    text = "authors:\n  - id: ola\n    full_name: Ola\n    links:\n      - url: https://medium.com/@ola\n"
+    (a,) = parse_registry(text)
+    (b,) = parse_registry(text)
+    assert author_fingerprint(a) == author_fingerprint(b)
+    (c,) = parse_registry(text + "      - url: https://ola.substack.com/archive\n")
+    assert author_fingerprint(c) != author_fingerprint(a)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("authors: [", "not valid YAML"),
+        ("- just a list", "expected a mapping"),
+        ("authors:\n  - id: Not A Slug\n    full_name: X\n", "lowercase slug"),
+        ("authors:\n  - id: a\n    full_name: A\n  - id: a\n    full_name: B\n", "appears twice"),
+        ("authors:\n  - id: a\n    full_name: A\n    links:\n      - url: ${NOPE_VAR}/x\n", "NOPE_VAR"),
+    ],
+)
+def test_invalid_registries_fail_precisely(text, message):
+    with pytest.raises(RegistryError, match=message):
+        parse_registry(text, source="test.yaml")
