@@ -1,0 +1,89 @@
+"""The author-registry sensor and the weekly re-crawl schedule, through Dagster's test APIs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from resources.author_registry import AuthorRegistryResource
+from twin_assets.partitions import authors_partitions
+from twin_assets.schedules import weekly_recrawl
+from twin_assets.sensors import author_registry_sensor
+
+ONE = """authors:
+  - id: maya-kowalski
+    full_name: Maya Kowalski
+    links:
+      - url: https://medium.com/@mayakowalski
+"""
+TWO = ONE + """  - id: ola-nowak
+    full_name: Ola Nowak
+    links:
+      - url: https://olanowak.substack.com/archive
+"""
+
+
+def _tick(instance, path, cursor=None):
+    ctx = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"authors": AuthorRegistryResource(path=str(path))}
+    )
+    return author_registry_sensor(ctx), ctx
+
+
+def _apply(instance, result):
+    for req in result.dynamic_partitions_requests:
+        instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+
+
+def test_sensor_registers_new_authors_and_requests_crawls(tmp_path):
+    registry = tmp_path / "authors.yaml"
+    registry.write_text(ONE)
+    with dg.instance_for_test() as instance:
+        result, _ = _tick(instance, registry)
+        assert [r.partition_key for r in result.run_requests] == ["maya-kowalski"]
+        assert list(result.dynamic_partitions_requests[0].partition_keys) == ["maya-kowalski"]
+        _apply(instance, result)
+
+        # nothing changed: no crawl
+        again, _ = _tick(instance, registry, cursor=result.cursor)
+        assert isinstance(again, dg.SkipReason)
+
+        # a second author: only that one is crawled
+        registry.write_text(TWO)
+        third, _ = _tick(instance, registry, cursor=result.cursor)
+        assert [r.partition_key for r in third.run_requests] == ["ola-nowak"]
+        _apply(instance, third)
+        assert sorted(instance.get_dynamic_partitions(authors_partitions.name)) == [
+            "maya-kowalski",
+            "ola-nowak",
+        ]
+
+        # a changed link re-crawls that author, with no new partition
+        registry.write_text(TWO.replace("@mayakowalski", "@maya"))
+        fourth, _ = _tick(instance, registry, cursor=third.cursor)
+        assert [r.partition_key for r in fourth.run_requests] == ["maya-kowalski"]
+        assert fourth.dynamic_partitions_requests == []
+
+
+def test_broken_registry_edit_changes_nothing(tmp_path):
+    registry = tmp_path / "authors.yaml"
+    registry.write_text(ONE)
+    with dg.instance_for_test() as instance:
+        result, _ = _tick(instance, registry)
+        registry.write_text("authors: [")
+        broken, _ = _tick(instance, registry, cursor=result.cursor)
+        assert isinstance(broken, dg.SkipReason)
+        assert "not valid YAML" in broken.skip_message
+
+
+def test_weekly_schedule_requests_every_author_once_per_week():
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_schedule_context(
+            instance=instance, scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=timezone.utc)
+        )
+        assert isinstance(weekly_recrawl(ctx), dg.SkipReason)
+        instance.add_dynamic_partitions(authors_partitions.name, ["ola-nowak", "maya-kowalski"])
+        requests = weekly_recrawl(ctx)
+        assert [r.partition_key for r in requests] == ["maya-kowalski", "ola-nowak"]
+        assert requests[0].run_key == "maya-kowalski:2026-W49"
