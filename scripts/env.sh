@@ -9,6 +9,7 @@ export TWIN_SAMPLE_PORT="${TWIN_SAMPLE_PORT:-8765}"
 export TWIN_SAMPLE_SITE_URL="${TWIN_SAMPLE_SITE_URL:-http://127.0.0.1:$TWIN_SAMPLE_PORT}"
 # The demo crawls the sample site on loopback, which the SSRF guard refuses unless allowed.
 export TWIN_CRAWL_ALLOW_HOSTS="${TWIN_CRAWL_ALLOW_HOSTS:-127.0.0.1}"
+export TWIN_CRAWL_ALLOW_LOCAL="${TWIN_CRAWL_ALLOW_LOCAL:-1}"  # the sample repo and exports are local paths
 export WANDB_MODE="${WANDB_MODE:-offline}"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}"
 export TOKENIZERS_PARALLELISM=false

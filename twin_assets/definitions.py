@@ -10,12 +10,15 @@ from __future__ import annotations
 import dagster as dg
 
 from twin_assets.assets import collection
+from twin_assets.assets import datasets as dataset_assets
+from twin_assets.assets import features as feature_assets
+from twin_assets.assets import training as training_assets
 from twin_assets.jobs import crawl_job, twin_pipeline_job
 from twin_assets.resources_config import build_resources
 from twin_assets.schedules import weekly_recrawl
 from twin_assets.sensors import author_registry_sensor, automation_sensor
 
-ASSET_MODULES = [collection]
+ASSET_MODULES = [collection, feature_assets, dataset_assets, training_assets]
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),

@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import dagster as dg
+if TYPE_CHECKING:
+    import dagster as dg
 
 
 def env_or(name: str, default: str) -> str | dg.EnvVar:
+    # imported here: training entry points import this module on images without Dagster
+    import dagster as dg
+
     return dg.EnvVar(name) if os.environ.get(name) else default
 
 

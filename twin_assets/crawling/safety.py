@@ -1,0 +1,203 @@
+"""What the crawler refuses to touch, and how politely it touches the rest.
+
+Registered links come from users, so every URL (and every redirect hop and sub-resource the
+browser loads) is checked before a connection is made: only http(s), and never a private,
+loopback, link-local, multicast, reserved or unspecified address (the classic SSRF targets:
+cloud metadata at 169.254.169.254, databases on 10.x, services on localhost) unless the host
+is on the operator's allow-list. Host names are resolved with getaddrinfo and *every* address
+is checked, so a public name pointing at 127.0.0.1 is refused as well.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import unquote, urlsplit
+
+from twin_assets.crawling.errors import (
+    CrawlError,
+    ExportError,
+    NetworkError,
+    RefusedAddress,
+    UnsupportedScheme,
+)
+from twin_assets.crawling.settings import CrawlSettings
+
+WEB_SCHEMES = frozenset({"http", "https"})
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+T = TypeVar("T")
+
+
+def _is_refused_ip(ip: IpAddress) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped or ip.sixtofour
+        if mapped is not None:
+            return _is_refused_ip(mapped)
+        if ip.teredo is not None:
+            return True
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or (isinstance(ip, ipaddress.IPv4Address) and ip in ipaddress.ip_network("100.64.0.0/10"))
+        or (isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local)
+    )
+
+
+def is_refused_ip(address: str) -> bool:
+    """True for addresses a crawler must never connect to (IPv4, IPv6, IPv4-mapped IPv6)."""
+    return _is_refused_ip(ipaddress.ip_address(address.split("%", 1)[0]))
+
+
+class AllowList:
+    """Host names, IPs and CIDRs the operator explicitly permits (e.g. 127.0.0.1 in a demo)."""
+
+    def __init__(self, entries: list[str]):
+        self.hosts: set[str] = set()
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        for raw in entries:
+            entry = raw.strip().lower()
+            if not entry:
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.hosts.add(entry.rstrip("."))
+
+    def permits_host(self, host: str) -> bool:
+        return host.lower().rstrip(".") in self.hosts
+
+    def permits_ip(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == net.version and ip in net for net in self.networks)
+
+
+@lru_cache(maxsize=1024)
+def _resolve(host: str, port: int) -> tuple[str, ...]:
+    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    return tuple(sorted({info[4][0] for info in infos}))
+
+
+def resolve_host(host: str, port: int) -> tuple[str, ...]:
+    """All addresses of a host. Raises NetworkError when it does not resolve."""
+    try:
+        return _resolve(host, port)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        raise NetworkError(f"cannot resolve host {host!r}: {exc}", retryable=False) from exc
+
+
+def check_web_url(url: str, settings: CrawlSettings, allow: AllowList | None = None) -> str:
+    """Validate a URL before any request to it; returns the URL. Raises a typed CrawlError."""
+    allow = allow or AllowList(settings.allow_hosts)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise CrawlError(f"malformed URL {url!r}: {exc}", kind="malformed") from exc
+    scheme = parts.scheme.lower()
+    if scheme not in WEB_SCHEMES:
+        raise UnsupportedScheme(f"scheme {scheme or '(none)'!r} is not allowed for {url!r}")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise CrawlError(f"URL without a host: {url!r}", kind="malformed")
+    if parts.username or parts.password:
+        raise UnsupportedScheme(f"credentials in URLs are not allowed: {url!r}")
+    if allow.permits_host(host):
+        return url
+    port = port or (443 if scheme == "https" else 80)
+    for address in resolve_host(host, port):
+        if is_refused_ip(address) and not allow.permits_ip(address):
+            raise RefusedAddress(f"{host} resolves to non-public address {address}; refused")
+    return url
+
+
+def check_git_url(url: str, settings: CrawlSettings) -> str:
+    """git sources: https anywhere public; local paths / file:// only when explicitly allowed.
+
+    Returns what to hand to `git clone` (a local path becomes a file:// URL so that
+    `--depth 1` is honoured).
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "https":
+        return check_web_url(url, settings)
+    if scheme in ("", "file"):
+        if not settings.allow_local_sources:
+            raise UnsupportedScheme(f"local git sources are disabled; refused {url!r}")
+        path = Path(unquote(parts.path) if scheme == "file" else url).expanduser().resolve()
+        if not path.exists():
+            raise CrawlError(f"local repository {path} does not exist", kind="git_error")
+        return path.as_uri()
+    raise UnsupportedScheme(f"git scheme {scheme!r} is not allowed (only https, or local when allowed)")
+
+
+def check_export_path(url: str, settings: CrawlSettings) -> Path:
+    """Data exports are local files only (optionally confined to configured roots)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("", "file"):
+        raise UnsupportedScheme(f"exports must be local paths, not {parts.scheme!r} URLs")
+    path = Path(unquote(parts.path) if parts.scheme == "file" else url).expanduser().resolve()
+    if settings.export_roots:
+        roots = [Path(r).expanduser().resolve() for r in settings.export_roots]
+        if not any(path == r or r in path.parents for r in roots):
+            raise RefusedAddress(f"export path {path} is outside the allowed export roots")
+    if not path.exists():
+        raise ExportError(f"export {path} does not exist")
+    return path
+
+
+class DomainRateLimiter:
+    """At most one request per `min_interval` seconds per host, across threads."""
+
+    def __init__(self, min_interval: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
+        self.min_interval = min_interval
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+
+    def wait(self, host: str) -> float:
+        """Block until `host` may be hit again; returns the seconds waited."""
+        host = host.lower()
+        with self._lock:  # reserve a slot, then sleep outside the lock
+            now = self._clock()
+            slot = max(now, self._next.get(host, now))
+            self._next[host] = slot + self.min_interval
+        delay = slot - now
+        if delay > 0:
+            self._sleep(delay)
+        return max(delay, 0.0)
+
+
+def with_retries(
+    fn: Callable[[], T],
+    settings: CrawlSettings,
+    sleep: Callable[[float], None] = time.sleep,
+    on_retry: Callable[[int, CrawlError, float], None] | None = None,
+) -> T:
+    """Call `fn`, retrying retryable CrawlErrors (timeouts, 5xx, 429, network) with
+    exponential backoff; 4xx, refused addresses and the like fail at once."""
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except CrawlError as exc:
+            if not exc.retryable or attempt >= settings.max_retries:
+                raise
+            delay = settings.backoff_base_s * (2**attempt)
+            if on_retry:
+                on_retry(attempt + 1, exc, delay)
+            sleep(delay)
+            attempt += 1

@@ -1,0 +1,1 @@
+"""Instruction and preference datasets: extracts of the author's own text, curated, versioned."""

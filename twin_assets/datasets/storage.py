@@ -1,0 +1,167 @@
+"""Versioned dataset artifacts: `datasets/<author>/<kind>/<version>/{train,test}.parquet` plus
+`card.json`, and `datasets/<author>/<kind>/aliases/latest.json`.
+
+The version is a hash of the rows' content (and their split), nothing else: the same rows give the
+same version, so re-running on unchanged data is a no-op for everything downstream (the Dagster
+data version is this hash; training retriggers only when it changes). An existing version is
+never rewritten.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TypeVar
+
+import datasets as hfds
+from pydantic import BaseModel
+
+from resources.artifacts import ArtifactStoreResource
+from twin_assets.domain.datasets import DatasetCard, InstructionRow, PreferenceRow
+
+log = logging.getLogger(__name__)
+R = TypeVar("R", bound=BaseModel)
+
+SPLITS = ("train", "test")
+
+_FEATURES = {
+    "instruction": hfds.Features(
+        {
+            "id": hfds.Value("string"),
+            "instruction": hfds.Value("string"),
+            "output": hfds.Value("string"),
+            "category": hfds.Value("string"),
+            "source_document_id": hfds.Value("string"),
+            "source_content_hash": hfds.Value("string"),
+            "quality": hfds.Value("float64"),
+        }
+    ),
+    "preference": hfds.Features(
+        {
+            "id": hfds.Value("string"),
+            "prompt": hfds.Value("string"),
+            "chosen": hfds.Value("string"),
+            "rejected": hfds.Value("string"),
+            "category": hfds.Value("string"),
+            "source_document_id": hfds.Value("string"),
+            "source_content_hash": hfds.Value("string"),
+        }
+    ),
+}
+ROW_MODELS: dict[str, type[BaseModel]] = {"instruction": InstructionRow, "preference": PreferenceRow}
+
+
+def dataset_key(author_id: str, kind: str) -> str:
+    return f"datasets/{author_id}/{kind}"
+
+
+def version_key(author_id: str, kind: str, version: str) -> str:
+    return f"{dataset_key(author_id, kind)}/{version}"
+
+
+def dataset_version(kind: str, splits: dict[str, list[BaseModel]]) -> str:
+    """sha256 over the canonical JSON of every row, per split, rows sorted by id."""
+    import hashlib
+
+    h = hashlib.sha256(kind.encode())
+    for split in SPLITS:
+        for row in sorted(splits.get(split, []), key=lambda r: r.id):  # type: ignore[attr-defined]
+            h.update(split.encode())
+            h.update(json.dumps(row.model_dump(mode="json"), sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+def to_hf(kind: str, rows: list[BaseModel]) -> hfds.Dataset:
+    records = [row.model_dump(mode="json") for row in rows]
+    features = _FEATURES[kind]
+    if not records:
+        return hfds.Dataset.from_dict({k: [] for k in features}, features=features)
+    return hfds.Dataset.from_list(records, features=features)
+
+
+class SaveResult(BaseModel):
+    version: str
+    uri: str
+    written: bool  # False: this version existed already and was left alone
+    card: DatasetCard
+
+
+def save_dataset(
+    artifacts: ArtifactStoreResource,
+    card: DatasetCard,
+    splits: dict[str, list[BaseModel]],
+) -> SaveResult:
+    """Write a version (unless it exists) and point `latest` at it."""
+    key = version_key(card.author_id, card.kind, card.version)
+    if artifacts.exists(f"{key}/card.json"):
+        existing = DatasetCard.model_validate(artifacts.get_json(f"{key}/card.json"))
+        artifacts.write_alias(dataset_key(card.author_id, card.kind), "latest", card.version)
+        return SaveResult(version=card.version, uri=existing.uri, written=False, card=existing)
+    card = card.model_copy(
+        update={
+            "uri": artifacts.uri(key),
+            "created_at": card.created_at or datetime.now(timezone.utc).isoformat(),
+            "counts": {s: len(splits.get(s, [])) for s in SPLITS},
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for split in SPLITS:
+            to_hf(card.kind, splits.get(split, [])).to_parquet(str(Path(tmp) / f"{split}.parquet"))
+        # the card goes last: its presence marks a complete version
+        (Path(tmp) / "card.json").write_text(card.model_dump_json(indent=2))
+        uri = artifacts.put_dir(key, Path(tmp))
+    artifacts.write_alias(dataset_key(card.author_id, card.kind), "latest", card.version)
+    return SaveResult(version=card.version, uri=uri, written=True, card=card)
+
+
+def load_card(artifacts: ArtifactStoreResource, author_id: str, kind: str, version: str | None = None) -> DatasetCard | None:
+    version = version or artifacts.read_alias(dataset_key(author_id, kind), "latest")
+    if version is None:
+        return None
+    key = f"{version_key(author_id, kind, version)}/card.json"
+    if not artifacts.exists(key):
+        return None
+    return DatasetCard.model_validate(artifacts.get_json(key))
+
+
+def load_split(
+    artifacts: ArtifactStoreResource, author_id: str, kind: str, version: str, split: str
+) -> list[BaseModel]:
+    """Rows of one stored split, validated back into their typed model."""
+    import pyarrow.parquet as pq
+
+    directory = artifacts.get_dir(version_key(author_id, kind, version))
+    # pyarrow directly: no HF cache directory, and an empty split reads as zero rows
+    table = pq.read_table(directory / f"{split}.parquet")
+    model = ROW_MODELS[kind]
+    return [model.model_validate(r) for r in table.to_pylist()]
+
+
+def push_to_hub(
+    kind: str, splits: dict[str, list[BaseModel]], card: DatasetCard,
+    token: str | None = None, repo_id: str | None = None,
+) -> str | None:
+    """Optional publication to the Hugging Face Hub (HF_TOKEN + TWIN_HF_REPO): one config per
+    kind, the version in the commit message. Returns the repo id, or None when not configured.
+    Failures are logged and swallowed: the artifact store is the source of truth."""
+    token = token or os.environ.get("HF_TOKEN")
+    repo_id = repo_id or os.environ.get("TWIN_HF_REPO")
+    if not token or not repo_id:
+        return None
+    try:
+        dd = hfds.DatasetDict({s: to_hf(kind, splits.get(s, [])) for s in SPLITS})
+        dd.push_to_hub(
+            repo_id,
+            config_name=f"{card.author_id}-{kind}",
+            token=token,
+            private=True,
+            commit_message=f"{card.author_id} {kind} dataset {card.version}",
+        )
+        return repo_id
+    except Exception as exc:  # network/auth problems must not lose the stored dataset
+        log.warning("push to the Hugging Face Hub failed: %s", type(exc).__name__)
+        return None

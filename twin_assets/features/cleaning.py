@@ -1,0 +1,372 @@
+"""Cleaning: raw crawled documents -> the author's first snapshot (`CleanedDocument`).
+
+Cleaning is category-aware because the three kinds of writing break in different ways:
+
+- articles keep their structure ("#" headings, paragraphs, lists, fenced code) because the
+  chunker and the dataset builders cut along it;
+- posts keep their line breaks (on LinkedIn a line break *is* the formatting) while the clutter
+  pasted into them goes: "mathematical bold" letters, emoji bullets, `hashtag#` artefacts,
+  tracking parameters and `lnkd.in` redirectors;
+- code is never touched: every space and newline is meaningful, so repository files are kept
+  byte-for-byte and only whole files that are not the author's writing (lock files, minified
+  or generated files, licences, binaries) are dropped.
+
+Everything here is a pure function of its input, so the same raw document always cleans to the
+same text and hash; `CLEANER_VERSION` is bumped whenever the rules change so the asset re-cleans.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from langdetect import DetectorFactory, LangDetectException, detect_langs
+
+from twin_assets.domain.documents import Block, Category, RawDocument, RepoFile, sha256_text
+from twin_assets.domain.features import CleanedDocument
+
+CLEANER_VERSION = "1"
+
+# -- unicode -----------------------------------------------------------------------------------
+
+# Emoji and pictographs (incl. flags, skin tones), dingbats/misc symbols, stars and arrows used as
+# decoration, plus the invisible joiners and selectors that glue emoji sequences together.
+_EMOJI = (
+    "\U0001f000-\U0001faff"
+    "\u2600-\u27bf"
+    "\u2b00-\u2bff"
+    "\u23e9-\u23fa"
+    "\ufe0e\ufe0f\u20e3\u200d"
+)
+_EMOJI_RE = re.compile(f"[{_EMOJI}]+")
+_LEADING_EMOJI_RE = re.compile(rf"^\s*[{_EMOJI}]+\s*")
+_INVISIBLE_RE = re.compile("[\u200b\u200c\u2060\ufeff\u00ad]")
+_SPACES_RE = re.compile(r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+")
+
+
+def normalize_unicode(text: str) -> str:
+    """NFKC folds compatibility characters to their plain form.
+
+    That is what turns the "𝗯𝗼𝗹𝗱" / "𝘪𝘵𝘢𝘭𝘪𝘤" letters people paste into LinkedIn into ASCII, and
+    full-width "＃" / "＠" into "#" / "@", ligatures into letters and NBSP into a space.
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = unicodedata.normalize("NFKC", text)
+    return _INVISIBLE_RE.sub("", text)
+
+
+def strip_emoji(text: str) -> str:
+    """Remove emoji clutter line by line; a run of emoji-led lines becomes a "- " list."""
+    lines = text.split("\n")
+    led = [bool(_LEADING_EMOJI_RE.match(line)) and bool(_EMOJI_RE.sub("", line).strip()) for line in lines]
+    out = []
+    for i, line in enumerate(lines):
+        in_list = led[i] and ((i > 0 and led[i - 1]) or (i + 1 < len(lines) and led[i + 1]))
+        if led[i]:
+            line = _LEADING_EMOJI_RE.sub("- " if in_list else "", line, count=1)
+        line = _EMOJI_RE.sub(" ", line)
+        out.append(_SPACES_RE.sub(" ", line).strip())
+    return "\n".join(out)
+
+
+# -- links -------------------------------------------------------------------------------------
+
+_URL_RE = re.compile(r"https?://[^\s<>()\[\]\"'`]+", re.IGNORECASE)
+_TRACKING_PARAM_RE = re.compile(
+    r"^(utm_[a-z0-9_]*|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|mc_cid|mc_eid|igshid|"
+    r"_hsenc|_hsmi|mkt_tok|trk|trkinfo|trackingid|lipi|li_fat_id|ref_src|ref_url|s_cid|"
+    r"vero_id|oly_enc_id|oly_anon_id|rb_clickid|wt\.mc_id|sc_campaign|sc_channel)$",
+    re.IGNORECASE,
+)
+# LinkedIn's redirector hides the target and carries no meaning for the twin: dropped outright.
+_REDIRECTOR_HOSTS = ("lnkd.in",)
+
+
+def clean_url(url: str) -> str:
+    """Return the URL without tracking parameters; "" for a pure redirector such as lnkd.in."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    host = (parts.hostname or "").lower()
+    if any(host == h or host.endswith("." + h) for h in _REDIRECTOR_HOSTS):
+        return ""
+    medium = host == "medium.com" or host.endswith(".medium.com")
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if not _TRACKING_PARAM_RE.match(k) and not (medium and k.lower() == "source")
+    ]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, doseq=True), parts.fragment))
+
+
+def clean_urls(text: str) -> str:
+    def repl(match: re.Match) -> str:
+        url = match.group(0)
+        trail = ""
+        while url and url[-1] in ".,;:!?":
+            trail = url[-1] + trail
+            url = url[:-1]
+        return clean_url(url) + trail
+
+    return _URL_RE.sub(repl, text)
+
+
+# -- boilerplate -------------------------------------------------------------------------------
+
+_BOILERPLATE_RES = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"^(share|share this( post| article| story)?|follow|following|subscribe( now)?|sign (up|in)|"
+        r"log ?in|listen|clap|claps|like|comment|repost|send|reply|copy link|open in app|"
+        r"read more|see more|…\s*see more|\.\.\.\s*see more|…\s*more|see translation|"
+        r"get the (medium )?app|top highlight|member-only story|back to top|skip to (main )?content)$",
+        r"^\d+\s*min(ute)?s?\s+read$",
+        r"^[\d.,]+[km]?\s*(claps?|likes?|comments?|reposts?|followers?|views?|reactions?|responses?)$",
+        r"^(originally published (at|on|in)|thanks for reading|become a (medium )?member|"
+        r"sign up (to|for)|subscribe to|this post is for (paid )?subscribers|we use cookies|"
+        r"accept (all )?cookies|privacy policy|terms of (service|use)|all rights reserved|©|"
+        r"(photo|image|cover image) (by|credit|source)|written by |published in )",
+    )
+]
+_SEE_MORE_TAIL_RE = re.compile(r"\s*(…|\.\.\.)\s*see more\s*$", re.IGNORECASE)
+
+
+def is_boilerplate(line: str) -> bool:
+    """Lines that extraction leaves around the author's text (UI labels, footers, counters)."""
+    stripped = line.strip()
+    if not stripped or len(stripped) > 200:
+        return False
+    return any(r.match(stripped) for r in _BOILERPLATE_RES)
+
+
+# -- text passes -------------------------------------------------------------------------------
+
+_HASHTAG_ARTEFACT_RE = re.compile(r"\bhashtag\s*#\s*(?=\w)", re.IGNORECASE)
+_MENTION_RE = re.compile(r"(?<![\w@])@\s+(?=[A-Za-z])")
+_HASHTAG_TOKEN_RE = re.compile(r"#\w+")
+
+
+def _clean_prose_line(line: str) -> str:
+    line = clean_urls(line)
+    return _SPACES_RE.sub(" ", line).strip()
+
+
+def normalize_tags(text: str) -> str:
+    """`hashtag#AI` (LinkedIn copy artefact) -> `#AI`; `@ Name` -> `@Name`."""
+    text = _HASHTAG_ARTEFACT_RE.sub("#", text)
+    return _MENTION_RE.sub("@", text)
+
+
+def _collapse_blank_lines(lines: list[str]) -> str:
+    out: list[str] = []
+    for line in lines:
+        if not line and (not out or not out[-1]):
+            continue
+        out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
+
+
+def clean_post(text: str) -> str:
+    """Posts keep their line breaks; a trailing block of hashtags becomes one de-duplicated line."""
+    text = normalize_tags(strip_emoji(normalize_unicode(text)))
+    lines = []
+    for line in text.split("\n"):
+        line = _SEE_MORE_TAIL_RE.sub("", line)
+        if is_boilerplate(line):
+            continue
+        lines.append(_clean_prose_line(line))
+    # hashtag-only lines at the end (how LinkedIn posts usually finish)
+    tags: list[str] = []
+    while lines and (not lines[-1] or _HASHTAG_TOKEN_RE.sub("", lines[-1]).strip() == ""):
+        tags = _HASHTAG_TOKEN_RE.findall(lines.pop()) + tags
+    if tags:
+        seen: set[str] = set()
+        unique = [t for t in tags if not (t.lower() in seen or seen.add(t.lower()))]
+        lines += ["", " ".join(unique)]
+    return _collapse_blank_lines(lines)
+
+
+_FENCE_RE = re.compile(r"^\s*(```|~~~)")
+_HEADING_RE = re.compile(r"^(#{1,6})\s+(.*)$")
+_LIST_RE = re.compile(r"^\s*([-*+•]|\d+[.)])\s+")
+
+
+def _clean_paragraph(lines: list[str]) -> list[str]:
+    """One paragraph: list items stay on their own lines, other lines are joined with spaces."""
+    out: list[str] = []
+    for line in lines:
+        if is_boilerplate(line):
+            continue
+        line = _clean_prose_line(strip_emoji(line))
+        if not line:
+            continue
+        if _LIST_RE.match(line) or not out or _HEADING_RE.match(line) or _HEADING_RE.match(out[-1]):
+            out.append(_LIST_RE.sub(lambda m: "- " if not m.group(1)[0].isdigit() else m.group(0).strip() + " ", line, count=1))
+        else:
+            out[-1] = f"{out[-1]} {line}"
+    return out
+
+
+def clean_markdown(text: str) -> str:
+    """Article text (markdown-ish): headings and paragraphs kept, fenced code kept verbatim."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    blocks: list[str] = []  # joined with one blank line; code blocks keep their own blank lines
+    para: list[str] = []
+    code: list[str] | None = None
+
+    def flush() -> None:
+        if para:
+            cleaned = _clean_paragraph([normalize_tags(normalize_unicode(line)) for line in para])
+            if cleaned:
+                blocks.append("\n".join(cleaned))
+            para.clear()
+
+    for line in text.split("\n"):
+        if code is not None:
+            code.append(line)
+            if _FENCE_RE.match(line):
+                blocks.append("\n".join(code))
+                code = None
+            continue
+        if _FENCE_RE.match(line):
+            flush()
+            code = [line]
+        elif _HEADING_RE.match(line.strip()):
+            flush()
+            para.append(line.strip())
+            flush()
+        elif not line.strip():
+            flush()
+        else:
+            para.append(line)
+    flush()
+    if code is not None:  # an unterminated fence: keep the code, close the fence
+        blocks.append("\n".join(code + ["```"]))
+    return "\n\n".join(blocks)
+
+
+def blocks_to_markdown(blocks: list[Block]) -> str:
+    """Rebuild an article from the structural blocks extraction kept (better than flat text)."""
+    parts: list[str] = []
+    for block in blocks:
+        if block.kind == "code":
+            fence = "````" if "```" in block.text else "```"
+            parts.append(f"{fence}{block.language or ''}\n{block.text.rstrip(chr(10))}\n{fence}")
+            continue
+        text = block.text.strip()
+        if not text:
+            continue
+        if block.kind == "title":
+            parts.append(f"{'#' * min(max(block.level or 2, 1), 6)} {' '.join(text.split())}")
+        elif block.kind == "list_item":
+            parts.append(f"- {text}")
+        elif block.kind == "quote":
+            parts.append("\n".join(f"> {line}" for line in text.split("\n")))
+        else:
+            parts.append(text)
+    return "\n\n".join(parts)
+
+
+# -- code --------------------------------------------------------------------------------------
+
+_SKIP_FILE_NAMES = {
+    "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "uv.lock", "pipfile.lock",
+    "cargo.lock", "gemfile.lock", "composer.lock", "go.sum", "license", "license.md",
+    "license.txt", "copying", "notice", ".ds_store",
+}
+_SKIP_DIRS = {"node_modules", "dist", "build", "vendor", ".git", "__pycache__", ".venv", "venv", "site-packages"}
+_SKIP_SUFFIXES = (".min.js", ".min.css", "_pb2.py", "_pb2_grpc.py", ".map", ".lock")
+
+
+@dataclass(frozen=True)
+class FileVerdict:
+    keep: bool
+    reason: str = ""
+
+
+def code_file_verdict(file: RepoFile) -> FileVerdict:
+    """Which repository files are the author's writing. Kept files are never modified."""
+    parts = [p.lower() for p in file.path.replace("\\", "/").split("/")]
+    name = parts[-1]
+    if any(p in _SKIP_DIRS for p in parts[:-1]):
+        return FileVerdict(False, "vendored or generated directory")
+    if name in _SKIP_FILE_NAMES or name.endswith(_SKIP_SUFFIXES):
+        return FileVerdict(False, "lock, licence or generated file")
+    if "\x00" in file.content:
+        return FileVerdict(False, "binary")
+    if not file.content.strip():
+        return FileVerdict(False, "empty")
+    lines = file.content.split("\n")
+    if len(file.content) > 2000 and len(file.content) / max(len(lines), 1) > 400:
+        return FileVerdict(False, "minified")
+    return FileVerdict(True)
+
+
+# -- language ----------------------------------------------------------------------------------
+
+DetectorFactory.seed = 0  # langdetect is randomised; a fixed seed makes it deterministic
+_FENCED_BLOCK_RE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
+
+
+def detect_language(text: str) -> str:
+    """ISO 639-1 code of the prose (code blocks and URLs ignored), or "unknown" if too little."""
+    prose = _URL_RE.sub(" ", _FENCED_BLOCK_RE.sub(" ", text))
+    prose = _HASHTAG_TOKEN_RE.sub(" ", prose)
+    if sum(ch.isalpha() for ch in prose) < 20:
+        return "unknown"
+    DetectorFactory.seed = 0
+    try:
+        best = detect_langs(prose[:5000])[0]
+    except LangDetectException:
+        return "unknown"
+    return best.lang if best.prob >= 0.5 else "unknown"
+
+
+# -- documents ---------------------------------------------------------------------------------
+
+
+class EmptyAfterCleaning(ValueError):
+    """The document had nothing of the author's left once boilerplate was removed."""
+
+
+def cleaned_hash(content: str, files: list[RepoFile]) -> str:
+    return sha256_text(content, *[f"{f.path}\x00{f.content}" for f in files])
+
+
+def clean_document(doc: RawDocument) -> CleanedDocument:
+    """Clean one raw document according to its category. Raises `EmptyAfterCleaning`."""
+    files: list[RepoFile] = []
+    title = " ".join(normalize_unicode(doc.title).split()) if doc.title else None
+    if doc.category == Category.POSTS:
+        content = clean_post(doc.content)
+    elif doc.category == Category.ARTICLES:
+        source = blocks_to_markdown(doc.blocks) if doc.blocks else doc.content
+        content = clean_markdown(source)
+    else:
+        content = clean_markdown(doc.content) if doc.content.strip() else ""
+        files = [f for f in doc.files if code_file_verdict(f).keep]
+        files = sorted(files, key=lambda f: f.path)
+    if not content.strip() and not files:
+        raise EmptyAfterCleaning(f"{doc.link}: nothing left after cleaning")
+    language_source = content
+    if doc.category == Category.REPOSITORIES and not content.strip():
+        language_source = "\n".join(f.content for f in files if (f.language or "").lower() in {"markdown", "md", "text"})
+    return CleanedDocument(
+        id=doc.id,
+        author_id=doc.author_id,
+        platform=doc.platform,
+        category=doc.category,
+        link=doc.link,
+        title=title,
+        content=content,
+        files=files,
+        language=detect_language(language_source),
+        raw_content_hash=doc.content_hash,
+        content_hash=cleaned_hash(content, files),
+        cleaner_version=CLEANER_VERSION,
+    )

@@ -1,0 +1,89 @@
+"""The feature pipeline's invariants, as plain functions the asset checks call.
+
+Each returns (passed, metadata). They read the real stores (Qdrant is scrolled in full: a check
+may afford the scan the incremental path avoids).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from resources.vector_store import VectorIndex, author_filter, point_id
+from resources.warehouse import DocumentStore
+from twin_assets.features.chunking import TokenBudget
+from twin_assets.features.incremental import CHUNKS
+
+
+def _chunk_ids(store: DocumentStore, author_id: str) -> set[str]:
+    return {point_id(r["_id"]) for r in store.collection(CHUNKS).find({"author_id": author_id}, {"_id": 1})}
+
+
+def check_token_limit(store: DocumentStore, author_id: str, budget: TokenBudget) -> tuple[bool, dict]:
+    """Re-measures every chunk with the model's tokenizer (not the stored counts)."""
+    rows = list(store.collection(CHUNKS).find({"author_id": author_id}, {"content": 1}))
+    counts = budget.count([r["content"] for r in rows])
+    over = [r["_id"] for r, n in zip(rows, counts) if n > budget.max_seq_length]
+    return not over, {
+        "chunks": len(rows),
+        "max_tokens": max(counts, default=0),
+        "limit": budget.max_seq_length,
+        "over_limit": len(over),
+        "over_limit_ids": over[:20],
+    }
+
+
+def check_embedded_once(store: DocumentStore, index: VectorIndex, author_id: str) -> tuple[bool, dict]:
+    """Every warehouse chunk has exactly one point (point id = chunk id) and no point is extra."""
+    chunk_ids = _chunk_ids(store, author_id)
+    point_ids = [point_id(r.id) for r in index.scroll(author_id)]
+    missing = chunk_ids - set(point_ids)
+    extra = set(point_ids) - chunk_ids
+    duplicated = len(point_ids) - len(set(point_ids))
+    passed = not missing and not extra and not duplicated
+    return passed, {
+        "chunks": len(chunk_ids),
+        "points": len(point_ids),
+        "missing": len(missing),
+        "extra": len(extra),
+        "duplicated": duplicated,
+    }
+
+
+def check_dimension(index: VectorIndex, author_id: str, dimension: int, sample: int = 32) -> tuple[bool, dict]:
+    """Collection config and a sample of stored vectors both have the model's dimension (and unit norm)."""
+    size = index.vector_size()
+    vectors = []
+    if index.exists():
+        records, _ = index.client.scroll(
+            index.collection,
+            scroll_filter=author_filter(author_id),
+            limit=sample,
+            with_vectors=True,
+            with_payload=False,
+        )
+        vectors = [np.asarray(r.vector, dtype=np.float32) for r in records]
+    bad_dims = sum(1 for v in vectors if v.shape != (dimension,))
+    norms = [float(np.linalg.norm(v)) for v in vectors]
+    bad_norms = sum(1 for n in norms if abs(n - 1.0) > 1e-3)
+    passed = size == dimension and not bad_dims and not bad_norms
+    return passed, {
+        "model_dimension": dimension,
+        "collection_dimension": size if size is not None else -1,
+        "sampled": len(vectors),
+        "wrong_dimension": bad_dims,
+        "not_normalised": bad_norms,
+    }
+
+
+def check_no_orphans(store: DocumentStore, index: VectorIndex, author_id: str) -> tuple[bool, dict]:
+    """No point whose document no longer exists (cleaned) or whose chunk was replaced."""
+    from resources.warehouse import CLEANED
+
+    docs = {r["_id"] for r in store.collection(CLEANED).find({"author_id": author_id}, {"_id": 1})}
+    chunk_ids = _chunk_ids(store, author_id)
+    orphans = [
+        point_id(r.id)
+        for r in index.scroll(author_id)
+        if (r.payload or {}).get("document_id") not in docs or point_id(r.id) not in chunk_ids
+    ]
+    return not orphans, {"orphan_points": len(orphans), "orphan_ids": orphans[:20]}

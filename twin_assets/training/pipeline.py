@@ -1,0 +1,157 @@
+"""Train-or-reuse, track and register one model version: what `sft_model`/`dpo_model` do.
+
+Plain functions over resources so the assets stay thin and the flow is testable alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from resources.artifacts import ArtifactStoreResource
+from resources.sagemaker import SageMakerResource
+from resources.tracking import WandbResource
+from twin_assets.training import registry
+from twin_assets.training.base_model import SMOLLM2_NAME, resolve_base_model
+from twin_assets.training.config import DPOTrainingConfig, SFTTrainingConfig
+from twin_assets.training.data import dataset_dir, load_rows
+from twin_assets.training.sft import TrainingResult
+
+SMOKE_LABEL = "smoke-test model"
+
+
+def base_model_label(configured: str) -> str:
+    """Stable identity of the base model for versions/cards (not a machine-specific path)."""
+    return configured or SMOLLM2_NAME
+
+
+@dataclass
+class Outcome:
+    card: registry.ModelCard
+    result: TrainingResult | None  # None when an identical version was already registered
+    reused: bool
+    tracking: dict
+
+
+def train_and_register(
+    *,
+    kind: str,
+    author: str,
+    dataset_version: str,
+    cfg: SFTTrainingConfig | DPOTrainingConfig,
+    artifacts: ArtifactStoreResource,
+    tracker: WandbResource,
+    sagemaker: SageMakerResource | None = None,
+    parent: registry.ModelCard | None = None,
+    log: Callable[[str], None] = print,
+) -> Outcome:
+    dataset_kind = "instruction" if kind == "sft" else "preference"
+    base_cfg = cfg.base_model if isinstance(cfg, SFTTrainingConfig) else (parent.base_model if parent else "")
+    if kind == "dpo" and parent is None:
+        raise ValueError("dpo needs a registered SFT model version to start from")
+    base_label = base_model_label(base_cfg)
+    code_version = registry.training_code_version()
+    cfg_dict = cfg.model_dump(mode="json")
+    version = registry.model_version(
+        dataset_version=dataset_version, base_model=base_label, config=cfg_dict,
+        code_version=code_version, parent=parent.version if parent else "",
+    )
+    existing = registry.registered_card(artifacts, author, kind, version)
+    if existing is not None:
+        log(f"{kind} version {version} already registered for these inputs: not retraining")
+        registry.promote(artifacts, author, kind, version, production=cfg.promote_to_production)
+        return Outcome(existing, None, True, existing.tracking)
+
+    train_rows, eval_rows, dcard = load_rows(artifacts, author, dataset_kind, dataset_version)
+    log(f"{kind}: {len(train_rows)} train / {len(eval_rows)} eval rows of {dataset_kind} dataset {dataset_version}")
+    base_path = resolve_base_model(base_cfg)
+    use_sagemaker = sagemaker is not None and sagemaker.enabled
+    work = Path(tempfile.mkdtemp(prefix=f"twin-{kind}-"))
+    try:
+        with tracker.start_run(
+            name=f"{author}-{kind}-{version}", group=author, job_type=kind,
+            config={**cfg_dict, "dataset_version": dataset_version, "base_model": base_label,
+                    "model_version": version, "code_version": code_version,
+                    "parent_model": parent.version if parent else None},
+            tags=[kind, author] + ([SMOKE_LABEL.replace(" ", "-")] if "smoke" in base_path else []),
+        ) as run:
+            if use_sagemaker:
+                from twin_assets.training.sagemaker_remote import train_on_sagemaker
+
+                result = train_on_sagemaker(
+                    sagemaker, kind=kind, author=author, version=version, base_model=base_cfg,
+                    config=cfg_dict | ({"sft_learning_rate": parent.hyperparameters.get("learning_rate")}
+                                       if parent else {}),
+                    dataset_path=dataset_dir(artifacts, author, dataset_kind, dataset_version),
+                    sft_dir=registry.model_dir(artifacts, author, "sft", parent.version) if parent else None,
+                    work_dir=work, log=log,
+                )
+            elif kind == "sft":
+                from twin_assets.training.sft import run_sft
+
+                result = run_sft(base_path, train_rows, eval_rows, cfg, work / "adapter",
+                                 report_to=run.report_to, run_name=f"{author}-sft-{version}")
+            else:
+                from twin_assets.training.dpo import run_dpo
+
+                result = run_dpo(
+                    base_path, registry.model_dir(artifacts, author, "sft", parent.version),
+                    train_rows, eval_rows, cfg, work / "adapter",
+                    sft_learning_rate=parent.hyperparameters.get("learning_rate"),
+                    report_to=run.report_to, run_name=f"{author}-dpo-{version}",
+                )
+            run.log_summary({f"final/{k}": v for k, v in result.metrics.items()})
+            run.log_curves(result.curves)
+            tracking = run.as_metadata()
+        merged = None
+        if cfg.merge_weights and result.method != "full":
+            from twin_assets.training.sft import merge_adapter
+
+            merged = merge_adapter(base_path, result.model_dir, work / "merged")
+        card = registry.ModelCard(
+            author_id=author, kind=kind, version=version, base_model=base_label, method=result.method,
+            dataset_kind=dataset_kind, dataset_version=dataset_version,
+            parent_model={"kind": "sft", "version": parent.version, "uri": parent.uri} if parent else {},
+            hyperparameters=result.hyperparameters, metrics=result.metrics, code_version=code_version,
+            lineage={
+                "dataset": {"kind": dataset_kind, "version": dataset_version,
+                            "uri": artifacts.uri(f"datasets/{author}/{dataset_kind}/{dataset_version}"),
+                            "generator": dcard.generator if dcard else "",
+                            "source_hashes": len(dcard.source_hashes) if dcard else 0},
+                "base_model": {"configured": base_cfg or SMOLLM2_NAME, "resolved": base_path},
+                "parent": parent.version if parent else None,
+            },
+            chat_template_sha256=hashlib.sha256((result.chat_template or "").encode()).hexdigest(),
+            smoke_test=result.smoke_test,
+            label=f"{SMOKE_LABEL} (tiny random-weights Llama)" if result.smoke_test else "",
+            tracking=tracking,
+            trained_on="sagemaker" if use_sagemaker else _device_name(),
+            created_at=datetime.now(timezone.utc).isoformat(),
+        )
+        card = registry.publish_model(artifacts, card, result.model_dir, merged_dir=merged,
+                                      promote_to_production=cfg.promote_to_production)
+        return Outcome(card, result, False, tracking)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _device_name() -> str:
+    from twin_assets.training.runtime import device_info
+
+    return device_info().name
+
+
+def result_from_json(payload: dict, model_dir: Path) -> TrainingResult:
+    return TrainingResult(
+        model_dir=model_dir, chat_template=payload.get("chat_template", ""),
+        hyperparameters=payload.get("hyperparameters", {}), metrics=payload.get("metrics", {}),
+        curves={k: [tuple(p) for p in v] for k, v in payload.get("curves", {}).items()},
+        smoke_test=bool(payload.get("smoke_test")), method=payload.get("method", "lora"),
+        extra=payload.get("extra", {}),
+    )
+

@@ -1,0 +1,135 @@
+"""The model registry: versioned models in the artifact store, with cards and aliases.
+
+Layout: `models/<author>/<sft|dpo>/<version>/` holding `adapter/` (adapter or full weights +
+tokenizer with its chat template), optional `merged/`, `model_card.json` and `README.md`;
+aliases at `models/<author>/<kind>/aliases/{latest,production}.json`.
+
+WHY content-addressed versions: version = hash(dataset version, base model, resolved config,
+code version [, parent model version]); identical inputs give the identical version, so a
+re-run finds the version already registered and does not train again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from resources.artifacts import ArtifactStoreResource
+
+_CODE_FILES = ("base_model.py", "chat.py", "config.py", "runtime.py", "sft.py", "dpo.py")
+
+
+def training_code_version() -> str:
+    """Hash of the training code itself: a code change yields a new model version."""
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _CODE_FILES:
+        h.update(name.encode())
+        h.update((here / name).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def model_version(
+    *, dataset_version: str, base_model: str, config: dict, code_version: str, parent: str = ""
+) -> str:
+    payload = json.dumps(
+        {"dataset": dataset_version, "base": base_model, "config": config, "code": code_version,
+         "parent": parent}, sort_keys=True, default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class ModelCard(BaseModel):
+    author_id: str
+    kind: str  # "sft" | "dpo"
+    version: str
+    uri: str = ""
+    base_model: str
+    method: str
+    dataset_kind: str
+    dataset_version: str
+    parent_model: dict = Field(default_factory=dict)  # dpo: the SFT version it started from
+    hyperparameters: dict = Field(default_factory=dict)
+    metrics: dict = Field(default_factory=dict)
+    code_version: str
+    lineage: dict = Field(default_factory=dict)
+    chat_template_sha256: str = ""
+    smoke_test: bool = False
+    label: str = ""
+    tracking: dict = Field(default_factory=dict)
+    trained_on: str = ""
+    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+
+def model_key(author: str, kind: str, version: str | None = None) -> str:
+    base = f"models/{author}/{kind}"
+    return f"{base}/{version}" if version else base
+
+
+def registered_card(artifacts: ArtifactStoreResource, author: str, kind: str, version: str) -> ModelCard | None:
+    key = f"{model_key(author, kind, version)}/model_card.json"
+    if not artifacts.exists(key):
+        return None
+    return ModelCard.model_validate(artifacts.get_json(key))
+
+
+def render_readme(card: ModelCard) -> str:
+    warn = (f"> **{card.label}** - not a usable twin; it exists to exercise the pipeline.\n\n"
+            if card.smoke_test else "")
+    hyper = "\n".join(f"| {k} | {v} |" for k, v in sorted(card.hyperparameters.items()))
+    metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+                        for k, v in sorted(card.metrics.items()))
+    return (
+        f"# {card.author_id} twin - {card.kind.upper()} {card.version}\n\n{warn}"
+        f"- Base model: `{card.base_model}` ({card.method})\n"
+        f"- Dataset: {card.dataset_kind} `{card.dataset_version}`\n"
+        f"- Parent: {json.dumps(card.parent_model) if card.parent_model else '-'}\n"
+        f"- Code version: `{card.code_version}`\n- Trained on: {card.trained_on}\n"
+        f"- Chat template sha256: `{card.chat_template_sha256}` (saved in `adapter/`; use it to prompt)\n\n"
+        f"## Hyper-parameters\n\n| name | value |\n|---|---|\n{hyper}\n\n"
+        f"## Metrics\n\n| name | value |\n|---|---:|\n{metrics}\n\n"
+        f"## Lineage\n\n```json\n{json.dumps(card.lineage, indent=2)}\n```\n"
+    )
+
+
+def publish_model(
+    artifacts: ArtifactStoreResource,
+    card: ModelCard,
+    adapter_dir: Path,
+    *,
+    merged_dir: Path | None = None,
+    promote_to_production: bool = True,
+) -> ModelCard:
+    """Copy the model into the store, write card + README, then move the aliases.
+
+    The card is written last among the version's files, so a version with a card is complete
+    (`registered_card` is the "already trained" test).
+    """
+    key = model_key(card.author_id, card.kind, card.version)
+    artifacts.put_dir(f"{key}/adapter", adapter_dir)
+    if merged_dir is not None:
+        artifacts.put_dir(f"{key}/merged", merged_dir)
+    card = card.model_copy(update={"uri": artifacts.uri(key)})
+    readme = artifacts.local_path(f"{key}/README.md")
+    readme.parent.mkdir(parents=True, exist_ok=True)
+    readme.write_text(render_readme(card))
+    if artifacts.uses_s3:
+        artifacts._client().upload_file(str(readme), artifacts.s3_bucket, artifacts._s3_key(f"{key}/README.md"))
+    artifacts.put_json(f"{key}/model_card.json", card.model_dump(mode="json"))
+    promote(artifacts, card.author_id, card.kind, card.version, production=promote_to_production)
+    return card
+
+
+def promote(artifacts: ArtifactStoreResource, author: str, kind: str, version: str, *, production: bool) -> None:
+    artifacts.write_alias(model_key(author, kind), "latest", version)
+    if production:
+        artifacts.write_alias(model_key(author, kind), "production", version)
+
+
+def model_dir(artifacts: ArtifactStoreResource, author: str, kind: str, version: str) -> Path:
+    """Local directory of a registered version's adapter + tokenizer (downloaded from S3 if needed)."""
+    return artifacts.get_dir(f"{model_key(author, kind, version)}/adapter")

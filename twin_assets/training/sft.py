@@ -1,0 +1,219 @@
+"""Supervised fine-tuning: trl `SFTTrainer` + peft LoRA/QLoRA (or full) + accelerate.
+
+Samples are conversational (`messages`: system/user/assistant) rendered by the tokenizer's
+chat template (see `chat.py`), and the loss covers the assistant's tokens only (trl's
+`assistant_only_loss`, which needs `{% generation %}` markers: `resolve_chat_template` makes
+sure the template has them). The same tokenizer, template included, is saved with the adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twin_assets.training.base_model import SMOKE_TEST_MARKER, is_smoke_test_model
+from twin_assets.training.chat import DEFAULT_SYSTEM_PROMPT, apply_project_template, instruction_messages
+from twin_assets.training.config import (
+    SFTTrainingConfig,
+    resolve_bf16,
+    resolve_method,
+    size_defaults,
+)
+from twin_assets.training.runtime import (
+    ThroughputCallback,
+    count_parameters,
+    device_info,
+    load_causal_lm,
+    loss_history,
+    speed_settings,
+)
+
+
+@dataclass
+class TrainingResult:
+    """What a training run produced: a self-contained model dir plus everything for the card."""
+
+    model_dir: Path  # adapter (or full weights) + tokenizer with its chat template
+    chat_template: str
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float]
+    curves: dict[str, list[tuple[int, float]]]
+    smoke_test: bool
+    method: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sft_messages(rows: list[dict], system_prompt: str = "") -> list[dict]:
+    """Instruction rows -> trl conversational samples (one chat per row)."""
+    system = system_prompt or DEFAULT_SYSTEM_PROMPT
+    return [{"messages": instruction_messages(r["instruction"], r["output"], system)} for r in rows]
+
+
+def build_sft_trainer(
+    base_model: str,
+    train_rows: list[dict],
+    eval_rows: list[dict],
+    cfg: SFTTrainingConfig,
+    work_dir: Path,
+    *,
+    report_to: list[str] | None = None,
+    run_name: str = "sft",
+    attn_implementation: str = "auto",
+    extra_args: dict[str, Any] | None = None,
+):
+    """Everything up to `trainer.train()`: used by `run_sft` and by the throughput benchmark."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    dev = device_info()
+    method = resolve_method(cfg.method, dev.on_gpu)
+    bf16 = resolve_bf16(cfg.bf16, dev.on_gpu)
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    template = apply_project_template(tokenizer)
+    model = load_causal_lm(base_model, on_gpu=dev.on_gpu, bf16=bf16, method=method,
+                           attn_implementation=attn_implementation)
+    n_params, _ = count_parameters(model)
+    defaults = size_defaults(n_params, method, dev.on_gpu)
+    lora_r = cfg.lora_r or defaults["lora_r"]
+    hyper = {
+        "method": method,
+        "base_model": base_model,
+        "learning_rate": cfg.learning_rate or defaults["learning_rate"],
+        "per_device_batch_size": cfg.per_device_batch_size or defaults["batch_size"],
+        "lora_r": lora_r if method != "full" else None,
+        "lora_alpha": (cfg.lora_alpha or 2 * lora_r) if method != "full" else None,
+        "lora_dropout": cfg.lora_dropout if method != "full" else None,
+        "lora_target_modules": cfg.lora_target_modules if method != "full" else None,
+        "bf16": bf16,
+        "attn_implementation": model.config._attn_implementation,
+        **{k: getattr(cfg, k) for k in (
+            "lr_scheduler_type", "warmup_ratio", "weight_decay", "max_steps", "num_train_epochs",
+            "gradient_accumulation_steps", "max_length", "packing", "completion_only_loss",
+            "gradient_checkpointing", "seed")},
+    }
+    peft_config = None
+    if method != "full":
+        targets = cfg.lora_target_modules
+        peft_config = LoraConfig(
+            r=lora_r, lora_alpha=hyper["lora_alpha"], lora_dropout=cfg.lora_dropout,
+            target_modules="all-linear" if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+            task_type="CAUSAL_LM",
+        )
+    train_ds = Dataset.from_list(sft_messages(train_rows, cfg.system_prompt))
+    eval_ds = Dataset.from_list(sft_messages(eval_rows, cfg.system_prompt)) if eval_rows else None
+    has_eval = eval_ds is not None and len(eval_ds) > 0
+    args = SFTConfig(
+        output_dir=str(work_dir / "checkpoints"),
+        run_name=run_name,
+        report_to=report_to or [],
+        max_steps=cfg.max_steps if cfg.max_steps > 0 else -1,
+        num_train_epochs=cfg.num_train_epochs,
+        per_device_train_batch_size=hyper["per_device_batch_size"],
+        per_device_eval_batch_size=hyper["per_device_batch_size"],
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=hyper["learning_rate"],
+        lr_scheduler_type=cfg.lr_scheduler_type,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a ratio of total steps
+        weight_decay=cfg.weight_decay,
+        max_length=cfg.max_length,
+        packing=cfg.packing,
+        packing_strategy="bfd",  # padding-free: sequence boundaries via position_ids, no cross-talk
+        padding_free=cfg.packing,
+        assistant_only_loss=cfg.completion_only_loss,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        logging_steps=cfg.logging_steps,
+        eval_strategy=("steps" if cfg.eval_steps else "no") if has_eval else "no",
+        eval_steps=cfg.eval_steps or None,
+        save_strategy="no",
+        dataset_num_proc=None,
+        disable_tqdm=True,
+        **speed_settings(dev.on_gpu, bf16),
+        **(extra_args or {}),
+    )
+    trainer = SFTTrainer(
+        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
+        processing_class=tokenizer, peft_config=peft_config,
+    )
+    return trainer, tokenizer, template, hyper
+
+
+def run_sft(
+    base_model: str,
+    train_rows: list[dict],
+    eval_rows: list[dict],
+    cfg: SFTTrainingConfig,
+    output_dir: Path,
+    *,
+    report_to: list[str] | None = None,
+    run_name: str = "sft",
+) -> TrainingResult:
+    """Train and save adapter + tokenizer (with its chat template) into `output_dir`."""
+    if not train_rows:
+        raise ValueError("instruction dataset has no training rows")
+    output_dir = Path(output_dir)
+    work_dir = output_dir.parent / f".{output_dir.name}.work"
+    trainer, tokenizer, template, hyper = build_sft_trainer(
+        base_model, train_rows, eval_rows, cfg, work_dir, report_to=report_to, run_name=run_name
+    )
+    meter = ThroughputCallback(warmup_steps=1 if (cfg.max_steps or 0) > 2 else 0)
+    trainer.add_callback(meter)
+    train_out = trainer.train()
+    metrics: dict[str, float] = {
+        "train_loss": float(train_out.training_loss),
+        "train_runtime_s": float(train_out.metrics.get("train_runtime", 0.0)),
+        "steps": float(trainer.state.global_step),
+        "tokens_seen": float(trainer.state.num_input_tokens_seen),
+        "tokens_per_second": round(meter.tokens_per_second, 2),
+    }
+    if trainer.eval_dataset is not None:
+        metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
+    total, trainable = count_parameters(trainer.model)
+    metrics["trainable_parameters"] = float(trainable)
+    metrics["total_parameters"] = float(total)
+    curves = loss_history(trainer.state.log_history)
+    if "eval_loss" in metrics and not curves.get("eval_loss"):
+        curves["eval_loss"] = [(trainer.state.global_step, metrics["eval_loss"])]
+    save_trained(trainer, tokenizer, output_dir, base_model)
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return TrainingResult(
+        model_dir=output_dir, chat_template=template, hyperparameters=hyper, metrics=metrics,
+        curves=curves, smoke_test=is_smoke_test_model(base_model), method=hyper["method"],
+    )
+
+
+def save_trained(trainer, tokenizer, output_dir: Path, base_model: str) -> None:
+    """Adapter (only the trained "default" one) or full weights, plus tokenizer and template."""
+    from peft import PeftModel
+
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    output_dir.mkdir(parents=True)
+    model = trainer.model
+    if isinstance(model, PeftModel):
+        model.save_pretrained(str(output_dir), selected_adapters=["default"])
+    else:
+        model.save_pretrained(str(output_dir), safe_serialization=True)
+    tokenizer.save_pretrained(str(output_dir))
+    if is_smoke_test_model(base_model):
+        shutil.copy(Path(base_model) / SMOKE_TEST_MARKER, output_dir / SMOKE_TEST_MARKER)
+    (output_dir / "twin_training.json").write_text(json.dumps({"base_model": base_model}))
+
+
+def merge_adapter(base_model: str, adapter_dir: Path, target_dir: Path) -> Path:
+    """Base + LoRA folded into plain weights, for servers without peft."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(target_dir), safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(target_dir))
+    return target_dir

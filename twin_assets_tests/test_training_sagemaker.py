@@ -1,0 +1,119 @@
+"""SageMaker path against a moto server on 127.0.0.1: request accepted, statuses handled."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+
+import httpx
+import pytest
+
+from resources.sagemaker import SageMakerResource
+from twin_assets.training import sagemaker_job as smj
+from twin_assets_tests.conftest import free_port
+
+
+@pytest.fixture(scope="module")
+def moto_url():
+    exe = shutil.which("moto_server") or os.path.join(os.path.dirname(os.sys.executable), "moto_server")
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(url + "/moto-api/", timeout=0.5)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def sm_res(moto_url, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    res = SageMakerResource(role_arn="arn:aws:iam::123456789012:role/twin-train", image_uri=
+                            "123456789012.dkr.ecr.us-east-1.amazonaws.com/twin-train:latest",
+                            instance_type="ml.g4dn.xlarge", s3_bucket="twin-bucket",
+                            endpoint_url=moto_url, poll_interval_s=0)
+    res.s3_client().create_bucket(Bucket="twin-bucket")
+    return res
+
+
+def test_create_training_job_request_and_completion(sm_res, tmp_path):
+    from twin_assets.training.sagemaker_remote import job_name_for
+
+    data = tmp_path / "ds"
+    data.mkdir()
+    (data / "train.parquet").write_bytes(b"PAR1")
+    s3, sm = sm_res.s3_client(), sm_res.sagemaker_client()
+    job = job_name_for("sft", "maya-kowalski", "0123456789abcdef")
+    channels = smj.upload_inputs(s3, sm_res.s3_bucket, sm_res.s3_prefix, job, {"train": {"train.parquet": data / "train.parquet"}})
+    code = s3.get_object(Bucket="twin-bucket", Key=f"{sm_res.s3_prefix}/{job}/input/code/source.tar.gz")["Body"].read()
+    names = tarfile.open(fileobj=io.BytesIO(code)).getnames()
+    assert "twin_assets/training/entrypoint.py" in names and "resources/sagemaker.py" in names
+    request = smj.build_training_job_request(
+        job_name=job, role_arn=sm_res.role_arn, image_uri=sm_res.image_uri, instance_type=sm_res.instance_type,
+        instance_count=1, volume_size_gb=50, max_runtime_s=3600, channels=channels,
+        output_s3_uri=f"s3://twin-bucket/{sm_res.s3_prefix}/{job}/output",
+        hyperparameters={"kind": "sft", "base_model": "", "config": json.dumps({"max_steps": 3})},
+        tags={"twin:author": "maya-kowalski"},
+    )
+    assert "twin_assets.training.entrypoint sagemaker" in request["AlgorithmSpecification"]["ContainerArguments"][0]
+    sm.create_training_job(**request)
+    desc = sm.describe_training_job(TrainingJobName=job)
+    assert desc["AlgorithmSpecification"]["TrainingImage"] == sm_res.image_uri
+    assert desc["ResourceConfig"]["InstanceType"] == "ml.g4dn.xlarge"
+    assert json.loads(desc["HyperParameters"]["config"]) == {"max_steps": 3}
+    assert {c["ChannelName"] for c in desc["InputDataConfig"]} == {"train", "code"}
+    reports: list[str] = []
+    final = smj.wait_for_training_job(sm, job, report=reports.append, logs=sm_res.logs_client(), poll_interval_s=0)
+    assert final["TrainingJobStatus"] == "Completed"
+    assert any("Completed" in r for r in reports)
+    # the container's model.tar.gz (as the entry point writes it) is fetched and unpacked
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        payload = json.dumps({"kind": "sft", "metrics": {"train_loss": 1.5}, "curves": {"train_loss": [[1, 1.5]]},
+                              "hyperparameters": {"lora_r": 8}, "chat_template": "T", "smoke_test": False,
+                              "method": "lora"}).encode()
+        info = tarfile.TarInfo("result.json")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    artifact = final["ModelArtifacts"]["S3ModelArtifacts"]
+    bucket, key = artifact[5:].split("/", 1)
+    s3.put_object(Bucket=bucket, Key=key, Body=buf.getvalue())
+    result = smj.fetch_model_artifact(s3, artifact, tmp_path / "out")
+    assert result["metrics"]["train_loss"] == 1.5
+
+
+class _FakeSM:
+    """Status sequences moto cannot produce (it completes jobs at once)."""
+
+    def __init__(self, states):
+        self.states = list(states)
+
+    def describe_training_job(self, TrainingJobName):
+        status, secondary, *reason = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return {"TrainingJobName": TrainingJobName, "TrainingJobStatus": status, "SecondaryStatus": secondary,
+                **({"FailureReason": reason[0]} if reason else {})}
+
+
+def test_status_transitions_failed_and_stopped():
+    reports: list[str] = []
+    sm = _FakeSM([("InProgress", "Starting"), ("InProgress", "Starting"), ("InProgress", "Training"),
+                  ("Failed", "Failed", "AlgorithmError: CUDA out of memory")])
+    with pytest.raises(smj.TrainingJobError, match="CUDA out of memory"):
+        smj.wait_for_training_job(sm, "j", report=reports.append, poll_interval_s=0, sleep=lambda s: None)
+    assert [r.split(": ", 1)[1] for r in reports] == ["InProgress / Starting", "InProgress / Training", "Failed / Failed"]
+    with pytest.raises(smj.TrainingJobError, match="stopped"):
+        smj.wait_for_training_job(_FakeSM([("Stopped", "Stopped")]), "j", report=reports.append, sleep=lambda s: None)

@@ -1,0 +1,58 @@
+"""Helpers for the training tests: tiny datasets in the artifact-store layout, a tiny model."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from resources.artifacts import ArtifactStoreResource
+from twin_assets.domain.datasets import DatasetCard
+
+AUTHOR = "maya-kowalski"
+POSTS = [
+    f"Post {i}: when a queue backs up, I measure before I tune. Lesson {i}: latency hides in retries."
+    for i in range(24)
+]
+
+
+def instruction_rows(suffix: str = "") -> list[dict]:
+    return [
+        {"id": f"i{i}{suffix}", "instruction": f"Write a short post about lesson {i}{suffix}.",
+         "output": POSTS[i], "category": "posts", "source_document_id": f"d{i}",
+         "source_content_hash": f"h{i}", "quality": 0.9}
+        for i in range(len(POSTS))
+    ]
+
+
+def preference_rows() -> list[dict]:
+    return [
+        {"id": f"p{i}", "prompt": f"Write a short post about lesson {i}.", "chosen": POSTS[i],
+         "rejected": "Queues are important. There are many things to consider.", "category": "posts",
+         "source_document_id": f"d{i}", "source_content_hash": f"h{i}"}
+        for i in range(len(POSTS))
+    ]
+
+
+def write_dataset(artifacts: ArtifactStoreResource, kind: str, rows: list[dict], author: str = AUTHOR) -> str:
+    """Write rows exactly as the dataset stage does; returns the (content-hash) version."""
+    from datasets import Dataset
+
+    version = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()[:16]
+    key = f"datasets/{author}/{kind}/{version}"
+    path = artifacts.local_path(key)
+    path.mkdir(parents=True, exist_ok=True)
+    cut = int(len(rows) * 0.8)
+    Dataset.from_list(rows[:cut]).to_parquet(str(path / "train.parquet"))
+    Dataset.from_list(rows[cut:]).to_parquet(str(path / "test.parquet"))
+    card = DatasetCard(author_id=author, kind=kind, version=version, uri=artifacts.uri(key),
+                       counts={"train": cut, "test": len(rows) - cut}, generator="test")
+    (path / "card.json").write_text(card.model_dump_json())
+    artifacts.write_alias(f"datasets/{author}/{kind}", "latest", version)
+    return version
+
+
+def tiny_model(root: Path) -> Path:
+    from twin_assets.training.base_model import build_tiny_llama
+
+    return build_tiny_llama(root / "tiny-llama", POSTS + [r["instruction"] for r in instruction_rows()])
