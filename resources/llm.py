@@ -241,10 +241,13 @@ def load_causal_lm(model: str, device: str = "cpu", dtype: str = "auto") -> tupl
 class TransformersBackend:
     """A local causal LM with its chat template. Calls are serialised: one model, one forward."""
 
-    def __init__(self, model: str, device: str, dtype: str):
+    def __init__(self, model: str, device: str, dtype: str, repetition_penalty: float = 1.2):
         self.model = model
         self.device = device
         self.dtype = dtype
+        # Small instruct models decoded greedily loop until the token cap (measured: SmolLM2-135M
+        # never reached EOS on 16 of 16 prompts at 256 tokens); a mild penalty lets them finish.
+        self.repetition_penalty = repetition_penalty
         self._lock = threading.Lock()
 
     def _prompt(self, tokenizer: Any, messages: Sequence[Message]) -> str:
@@ -272,7 +275,11 @@ class TransformersBackend:
             enc = {k: v.to(self.device) for k, v in enc.items()}
             if seed is not None:
                 torch.manual_seed(seed)
-            gen_kwargs: dict[str, Any] = {"max_new_tokens": max_tokens, "pad_token_id": tokenizer.pad_token_id}
+            gen_kwargs: dict[str, Any] = {
+                "max_new_tokens": max_tokens,
+                "pad_token_id": tokenizer.pad_token_id,
+                "repetition_penalty": self.repetition_penalty,
+            }
             if temperature > 0:
                 gen_kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
             else:
@@ -333,6 +340,7 @@ class TextGenerator:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 20.0,
         max_concurrency: int = 4,
+        local_batch_size: int = 16,
         temperature: float = 0.0,
         max_tokens: int = 512,
         seed: int | None = 0,
@@ -345,6 +353,7 @@ class TextGenerator:
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.max_concurrency = max(1, max_concurrency)
+        self.local_batch_size = max(1, local_batch_size)
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.seed = seed
@@ -451,7 +460,8 @@ class TextGenerator:
         json_keys: Sequence[str] | None = None,
     ) -> list[Generation | None]:
         """Results in input order. HTTP calls run `max_concurrency` at a time; a local model
-        runs batches of `max_concurrency` prompts through one padded `generate`."""
+        runs batches of `local_batch_size` prompts through one padded `generate` (one big batch
+        uses the CPU/GPU far better than many small ones; there is no server to overload)."""
         if not batch:
             return []
         if isinstance(self._impl, TransformersBackend):
@@ -471,8 +481,8 @@ class TextGenerator:
         max_tokens = max_tokens or self.max_tokens
         temperature = self.temperature if temperature is None else temperature
         out: list[Generation | None] = []
-        for start in range(0, len(batch), self.max_concurrency):
-            chunk = batch[start : start + self.max_concurrency]
+        for start in range(0, len(batch), self.local_batch_size):
+            chunk = batch[start : start + self.local_batch_size]
             self._meter.add(requests=len(chunk))
             raws = self._impl.complete_batch(chunk, max_tokens, temperature, self.seed)
             for raw in raws:
@@ -504,10 +514,12 @@ class TextGeneratorResource(dg.ConfigurableResource):
     max_retries: int = Field(default=4, description="Retries on 429/5xx/timeouts.")
     backoff_base_s: float = Field(default=0.5, description="First retry delay; doubles each time.")
     backoff_max_s: float = Field(default=20.0)
-    max_concurrency: int = Field(default=4, description="Parallel calls (batch size locally).")
+    max_concurrency: int = Field(default=4, description="Parallel calls to a server.")
+    local_batch_size: int = Field(default=16, description="Prompts per generate() for local models.")
     temperature: float = Field(default=0.0, description="0 = greedy (reproducible datasets).")
     max_tokens: int = Field(default=512)
     seed: int | None = Field(default=0)
+    repetition_penalty: float = Field(default=1.2, description="Local models only (1.0 = off).")
     device: str = Field(default="cpu")
     dtype: str = Field(default="auto", description="torch dtype for local models, or auto.")
 
@@ -526,7 +538,7 @@ class TextGeneratorResource(dg.ConfigurableResource):
         elif backend == "transformers":
             if not model:
                 raise ValueError("backend 'transformers' needs a model id or path (TWIN_LLM_MODEL)")
-            impl = TransformersBackend(model, self.device, self.dtype)
+            impl = TransformersBackend(model, self.device, self.dtype, self.repetition_penalty)
         else:
             impl = None
         return TextGenerator(
@@ -537,6 +549,7 @@ class TextGeneratorResource(dg.ConfigurableResource):
             backoff_base_s=self.backoff_base_s,
             backoff_max_s=self.backoff_max_s,
             max_concurrency=self.max_concurrency,
+            local_batch_size=self.local_batch_size,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
             seed=self.seed,

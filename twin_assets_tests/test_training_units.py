@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import importlib.util
 
 import pytest
@@ -42,6 +44,9 @@ def test_smollm2_export_is_idempotent_and_generates(tmp_path):
     assert ensure_base_model(target) == target and (target / "model.safetensors").stat().st_mtime == mtime
     tok = AutoTokenizer.from_pretrained(target)
     model = AutoModelForCausalLM.from_pretrained(target)
+    # a plain, trainable checkpoint: no leftover GGUF quantization (Trainer refuses those)
+    assert "quantization_config" not in json.loads((target / "config.json").read_text())
+    assert getattr(model, "hf_quantizer", None) is None
     apply_project_template(tok)
     inputs = tok(format_prompt(tok, "What is the capital of France?", system=None), return_tensors="pt")
     with torch.no_grad():

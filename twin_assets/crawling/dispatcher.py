@@ -19,6 +19,7 @@ from twin_assets.crawling.github import GithubCrawler
 from twin_assets.crawling.linkedin import LinkedInCrawler
 from twin_assets.crawling.medium import MediumCrawler
 from twin_assets.crawling.substack import SubstackCrawler
+from twin_assets.crawling.substack_export import SubstackExportImporter
 from twin_assets.domain.documents import AuthorLink, Platform, SourceKind
 
 
@@ -61,7 +62,7 @@ class CrawlerRegistry:
             crawler = self.for_platform(link.platform, SourceKind.EXPORT) if link.platform else None
             if crawler is None:
                 raise ExportError(f"no importer for {link.platform or 'unspecified'} exports "
-                                  f"(set the link's platform to linkedin or medium)")
+                                  f"(set the link's platform to linkedin, medium or substack)")
             return crawler
         if link.kind == SourceKind.GIT:
             return self.for_platform(link.platform or Platform.GITHUB, SourceKind.GIT) or \
@@ -84,4 +85,5 @@ def default_registry() -> CrawlerRegistry:
     registry.register(GithubCrawler())
     registry.register(LinkedInExportImporter())
     registry.register(MediumExportImporter())
+    registry.register(SubstackExportImporter())
     return registry

@@ -34,14 +34,17 @@ from twin_assets.domain.features import CleanedDocument
 RejectedSource = Literal["auto", "llm", "base_model", "offline-generic"]
 OFFLINE_GENERIC = "offline-generic"
 
-REJECTED_SYSTEM = "You are a helpful assistant."
+# A plain assistant, asked to be brief: the generic voice DPO steers away from. Brevity keeps
+# the pair inside DPO's max_length and local generation cheap; an answer cut off by the token
+# cap is skipped (counted as truncated), so the cap leaves room for a short complete answer.
+REJECTED_SYSTEM = "You are a helpful assistant. Answer in at most 120 words."
 
 
 class PreferenceParams(CurationParams):
     rejected_source: RejectedSource = "auto"
     min_rejected_chars: int = 80
     max_rejected_overlap: float = 0.3  # share of rejected's 5-grams found in chosen
-    rejected_max_tokens: int = 512
+    rejected_max_tokens: int = 256
 
 
 def resolve_rejected_source(

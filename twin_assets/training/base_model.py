@@ -14,6 +14,7 @@ card and metadata entry it reaches (see `SMOKE_TEST_MARKER`).
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import os
@@ -77,7 +78,10 @@ def is_smoke_test_model(model_dir: str | os.PathLike) -> bool:
 
 
 def _is_complete_checkpoint(path: Path) -> bool:
-    return (path / "config.json").exists() and (
+    config = path / "config.json"
+    if config.exists() and "quantization_config" in json.loads(config.read_text()):
+        return False  # an export from before dequantized configs were cleaned: redo it
+    return config.exists() and (
         (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists()
     ) and (path / "tokenizer_config.json").exists()
 
@@ -116,7 +120,12 @@ def ensure_base_model(target_dir: str | os.PathLike | None = None) -> Path:
         gguf_model = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
         )
-        config = gguf_model.config
+        config = copy.deepcopy(gguf_model.config)
+        # The weights are dequantized now: a GGUF quantization_config left in config.json would
+        # make transformers refuse to fine-tune the export ("GGUF does not support training").
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        config.torch_dtype = "bfloat16"
         with torch.device("meta"):
             plain = LlamaForCausalLM(config)
         plain.load_state_dict(gguf_model.state_dict(), assign=True)
