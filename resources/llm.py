@@ -387,10 +387,13 @@ class TextGenerator:
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_keys: Sequence[str] | None = None,
+        allow_truncated: bool = False,
     ) -> Generation | None:
         """One completion, or None (reason counted) when it failed or was unusable.
 
         `json_keys`: ask for a JSON object and require these non-empty string keys in it.
+        `allow_truncated`: keep an answer cut by the token cap (fine where only its voice
+        matters, e.g. a rejected DPO answer that training truncates anyway).
         """
         if self._impl is None:
             raise RuntimeError(
@@ -418,13 +421,14 @@ class TextGenerator:
                 self._meter.skip(exc.reason)
                 return None
         self._meter.add(prompt_tokens=raw.prompt_tokens, completion_tokens=raw.completion_tokens)
-        return self._accept(raw, attempt + 1, json_keys)
+        return self._accept(raw, attempt + 1, json_keys, allow_truncated)
 
     def _accept(
-        self, raw: RawCompletion, attempts: int, json_keys: Sequence[str] | None
+        self, raw: RawCompletion, attempts: int, json_keys: Sequence[str] | None,
+        allow_truncated: bool = False,
     ) -> Generation | None:
         text = (raw.text or "").strip()
-        if raw.finish_reason == "length":
+        if raw.finish_reason == "length" and (json_keys or not allow_truncated):
             self._meter.skip(TRUNCATED)
             return None
         if not text:
@@ -458,6 +462,7 @@ class TextGenerator:
         max_tokens: int | None = None,
         temperature: float | None = None,
         json_keys: Sequence[str] | None = None,
+        allow_truncated: bool = False,
     ) -> list[Generation | None]:
         """Results in input order. HTTP calls run `max_concurrency` at a time; a local model
         runs batches of `local_batch_size` prompts through one padded `generate` (one big batch
@@ -465,18 +470,20 @@ class TextGenerator:
         if not batch:
             return []
         if isinstance(self._impl, TransformersBackend):
-            return self._generate_local_batches(batch, max_tokens, temperature, json_keys)
+            return self._generate_local_batches(
+                batch, max_tokens, temperature, json_keys, allow_truncated
+            )
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             futures = [
                 pool.submit(
                     self.generate, m, max_tokens=max_tokens, temperature=temperature,
-                    json_keys=json_keys,
+                    json_keys=json_keys, allow_truncated=allow_truncated,
                 )
                 for m in batch
             ]
             return [f.result() for f in futures]
 
-    def _generate_local_batches(self, batch, max_tokens, temperature, json_keys):
+    def _generate_local_batches(self, batch, max_tokens, temperature, json_keys, allow_truncated):
         assert isinstance(self._impl, TransformersBackend)
         max_tokens = max_tokens or self.max_tokens
         temperature = self.temperature if temperature is None else temperature
@@ -489,7 +496,7 @@ class TextGenerator:
                 self._meter.add(
                     prompt_tokens=raw.prompt_tokens, completion_tokens=raw.completion_tokens
                 )
-                out.append(self._accept(raw, 1, json_keys))
+                out.append(self._accept(raw, 1, json_keys, allow_truncated))
         return out
 
 

@@ -89,6 +89,17 @@ def test_malformed_output_is_skipped_and_counted(llm, fake_llm, behaviour, reaso
     assert gen.usage.successes == 0
 
 
+def test_truncated_answer_kept_only_when_allowed(llm, fake_llm):
+    """A rejected DPO answer only needs its voice; a JSON answer cut short is never usable."""
+    fake_llm.script("truncated")
+    gen = llm.get_generator()
+    kept = gen.generate(PLAIN_MSGS, allow_truncated=True)
+    assert kept is not None and kept.finish_reason == "length" and kept.text
+    fake_llm.script("truncated")
+    assert gen.generate(INSTRUCTION_MSGS, json_keys=["instruction"], allow_truncated=True) is None
+    assert gen.usage.successes == 1 and gen.usage.skipped == {"truncated": 1}
+
+
 def test_missing_json_key_is_skipped(llm, fake_llm):
     gen = llm.get_generator()
     # the fake answers plain prose to a prompt that does not ask for an instruction

@@ -36,7 +36,7 @@ OFFLINE_GENERIC = "offline-generic"
 
 # A plain assistant, asked to be brief: the generic voice DPO steers away from. Brevity keeps
 # the pair inside DPO's max_length and local generation cheap; an answer cut off by the token
-# cap is skipped (counted as truncated), so the cap leaves room for a short complete answer.
+# cap is kept (its voice is what matters, and DPO truncates to max_length anyway).
 REJECTED_SYSTEM = "You are a helpful assistant. Answer in at most 120 words."
 
 
@@ -44,7 +44,7 @@ class PreferenceParams(CurationParams):
     rejected_source: RejectedSource = "auto"
     min_rejected_chars: int = 80
     max_rejected_overlap: float = 0.3  # share of rejected's 5-grams found in chosen
-    rejected_max_tokens: int = 256
+    rejected_max_tokens: int = 192
 
 
 def resolve_rejected_source(
@@ -127,6 +127,7 @@ def generate_rejected(
             [[{"role": "system", "content": REJECTED_SYSTEM}, {"role": "user", "content": p}]
              for _, p in pairs],
             max_tokens=params.rejected_max_tokens,
+            allow_truncated=True,  # its voice is what DPO contrasts; training truncates anyway
         )
         answers = [g.text if g else None for g in gens]
     rows = []
