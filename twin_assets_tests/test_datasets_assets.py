@@ -153,9 +153,12 @@ def test_automation_follows_cleaned_data_version_not_every_run(instance):
     requests nothing. Also: the definitions load with these assets and the llm resource."""
     from twin_assets.resources_config import build_resources
 
-    defs = dg.Definitions(assets=[CLEANED, instruction_dataset, preference_dataset],
-                          resources=build_resources())
+    defs = dg.Definitions(assets=[CLEANED, dg.AssetSpec("base_model"), instruction_dataset,
+                                  preference_dataset], resources=build_resources())
     dg.Definitions.validate_loadable(defs)
+    # the base model (writer of rejected answers) is in place, as `base_model` leaves it
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key="base_model", tags={"dagster/data_version": "base-1"}))
 
     def report(version: str) -> None:
         instance.report_runless_asset_event(dg.AssetMaterialization(

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from twin_assets.assets.training import INSTRUCTION_DATASET, PREFERENCE_DATASET, dpo_model, sft_model
+from twin_assets.assets.training import (
+    BASE_MODEL,
+    INSTRUCTION_DATASET,
+    PREFERENCE_DATASET,
+    dpo_model,
+    sft_model,
+)
 from twin_assets.partitions import authors_partitions
 
 AUTHOR = "maya-kowalski"
@@ -17,7 +23,8 @@ def _report(instance, key, version: str) -> None:
 
 
 def test_retrain_only_on_new_dataset_version():
-    upstream = [dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
+    upstream = [dg.AssetSpec(BASE_MODEL),
+                dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
                 dg.AssetSpec(PREFERENCE_DATASET, partitions_def=authors_partitions)]
     from resources.artifacts import ArtifactStoreResource
     from resources.sagemaker import SageMakerResource
@@ -27,6 +34,9 @@ def test_retrain_only_on_new_dataset_version():
         "artifacts": ArtifactStoreResource(), "wandb": WandbResource(), "sagemaker": SageMakerResource()})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=BASE_MODEL, tags={"dagster/data_version": "b1"})
+        )
         r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         assert r.total_requested == 0  # author known, no dataset yet
         _report(instance, INSTRUCTION_DATASET, "v1")
@@ -54,3 +64,11 @@ def test_retrain_only_on_new_dataset_version():
         r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
         assert r.get_requested_partitions(dpo_model.key) == {AUTHOR}
         assert r.get_requested_partitions(sft_model.key) == set()
+        _report(instance, dpo_model.key, "d2")
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        # a new base model (another TWIN_BASE_MODEL) retrains the twin too
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=BASE_MODEL, tags={"dagster/data_version": "b2"})
+        )
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_requested_partitions(sft_model.key) == {AUTHOR}
