@@ -85,33 +85,15 @@ class DocumentStore:
         for doc in documents:
             by_category.setdefault(doc.category, []).append(doc)
         for category, docs in by_category.items():
-            col = self.db[category.value]
             # the last occurrence of a link wins, so one batch never writes a link twice
             unique = {(d.author_id, d.link): d for d in docs}
-            existing = {
-                row["_id"]: row.get("content_hash")
-                for row in col.find(
-                    {"_id": {"$in": [d.id for d in unique.values()]}}, {"content_hash": 1}
-                )
-            }
-            ops = []
-            for doc in unique.values():
-                old_hash = existing.get(doc.id)
-                if old_hash == doc.content_hash:
-                    stats.unchanged += 1
-                    continue
-                data = doc.to_mongo()
-                data.pop("_id")
-                data["stored_at"] = utcnow()
-                ops.append(UpdateOne({"_id": doc.id}, {"$set": data}, upsert=True))
-                if old_hash is None:
-                    stats.new += 1
-                    stats.new_ids.append(doc.id)
-                else:
-                    stats.updated += 1
-                    stats.updated_ids.append(doc.id)
-            if ops:
-                col.bulk_write(ops, ordered=False)
+            _upsert_changed(
+                self.db[category.value],
+                list(unique.values()),
+                fields=("content_hash",),
+                stats=stats,
+                stamp=True,
+            )
         return stats
 
     def get_documents(
@@ -163,31 +145,13 @@ class DocumentStore:
     def upsert_cleaned(self, documents: Sequence[CleanedDocument]) -> WriteStats:
         """Same contract as `upsert_documents`: unchanged cleaned content is not rewritten."""
         stats = WriteStats()
-        col = self.db[CLEANED]
         unique = {d.id: d for d in documents}
-        existing = {
-            row["_id"]: (row.get("content_hash"), row.get("raw_content_hash"))
-            for row in col.find(
-                {"_id": {"$in": list(unique)}}, {"content_hash": 1, "raw_content_hash": 1}
-            )
-        }
-        ops = []
-        for doc in unique.values():
-            old = existing.get(doc.id)
-            if old == (doc.content_hash, doc.raw_content_hash):
-                stats.unchanged += 1
-                continue
-            data = doc.to_mongo()
-            data.pop("_id")
-            ops.append(UpdateOne({"_id": doc.id}, {"$set": data}, upsert=True))
-            if old is None:
-                stats.new += 1
-                stats.new_ids.append(doc.id)
-            else:
-                stats.updated += 1
-                stats.updated_ids.append(doc.id)
-        if ops:
-            col.bulk_write(ops, ordered=False)
+        _upsert_changed(
+            self.db[CLEANED],
+            list(unique.values()),
+            fields=("content_hash", "raw_content_hash"),
+            stats=stats,
+        )
         return stats
 
     def get_cleaned(
@@ -242,6 +206,38 @@ class DocumentStore:
             data.pop("_id", None)
             out.append(CrawlFailure.model_validate(data))
         return out
+
+
+def _upsert_changed(
+    col, docs: Sequence[RawDocument | CleanedDocument], *, fields: tuple[str, ...],
+    stats: WriteStats, stamp: bool = False,
+) -> None:
+    """One read of the stored `fields` (hashes), then one bulk write of only what differs: an
+    unchanged document costs a key lookup and is never rewritten."""
+    projection = {f: 1 for f in fields}
+    existing = {
+        row["_id"]: tuple(row.get(f) for f in fields)
+        for row in col.find({"_id": {"$in": [d.id for d in docs]}}, projection)
+    }
+    ops = []
+    for doc in docs:
+        old = existing.get(doc.id)
+        if old == tuple(getattr(doc, f) for f in fields):
+            stats.unchanged += 1
+            continue
+        data = doc.to_mongo()
+        data.pop("_id")
+        if stamp:
+            data["stored_at"] = utcnow()
+        ops.append(UpdateOne({"_id": doc.id}, {"$set": data}, upsert=True))
+        if old is None:
+            stats.new += 1
+            stats.new_ids.append(doc.id)
+        else:
+            stats.updated += 1
+            stats.updated_ids.append(doc.id)
+    if ops:
+        col.bulk_write(ops, ordered=False)
 
 
 class WarehouseResource(dg.ConfigurableResource):
