@@ -8,8 +8,10 @@ Keys are POSIX paths such as `datasets/maya-kowalski/instruction/<version>/train
 from __future__ import annotations
 
 import json
+import os
 import shutil
-from pathlib import Path
+import uuid
+from pathlib import Path, PurePosixPath
 
 import dagster as dg
 from dagster_aws.s3 import S3Resource
@@ -47,19 +49,37 @@ class ArtifactStoreResource(dg.ConfigurableResource):
 
     # -- write -------------------------------------------------------------------------------
     def put_dir(self, key: str, local_dir: Path | None = None) -> str:
-        """Publish a directory under `key` (copying it into the local root if elsewhere)."""
+        """Publish a directory under `key` (copying it into the local root if elsewhere).
+
+        Readers take a top-level `*card.json` as "this version is complete", so the card must
+        be the LAST thing to appear: the local copy is built in a hidden sibling and renamed
+        into place, and on S3 the cards are uploaded after every other file.
+        """
         target = self.local_path(key)
         if local_dir is not None and Path(local_dir).resolve() != target:
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(local_dir, target)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+            shutil.copytree(local_dir, staging)
+            self._swap_in(staging, target)
         if self.uses_s3:
             client = self._client()
-            for path in sorted(target.rglob("*")):
-                if path.is_file():
-                    rel = path.relative_to(target).as_posix()
-                    client.upload_file(str(path), self.s3_bucket, self._s3_key(f"{key}/{rel}"))
+            files = [p for p in sorted(target.rglob("*")) if p.is_file()]
+            cards = [p for p in files if p.parent == target and p.name.endswith("card.json")]
+            for path in [p for p in files if p not in cards] + cards:
+                rel = path.relative_to(target).as_posix()
+                client.upload_file(str(path), self.s3_bucket, self._s3_key(f"{key}/{rel}"))
         return self.uri(key)
+
+    @staticmethod
+    def _swap_in(staging: Path, target: Path) -> None:
+        """Rename a fully written `staging` dir to `target`, replacing any previous copy."""
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+            os.rename(target, old)
+        os.rename(staging, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
     def put_json(self, key: str, obj: object) -> str:
         path = self.local_path(key)
@@ -69,8 +89,29 @@ class ArtifactStoreResource(dg.ConfigurableResource):
             self._client().upload_file(str(path), self.s3_bucket, self._s3_key(key))
         return self.uri(key)
 
+    def put_bytes(self, key: str, data: bytes) -> str:
+        """Store one file (e.g. a plot) under `key`, locally and on S3 when configured."""
+        path = self.local_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        if self.uses_s3:
+            self._client().upload_file(str(path), self.s3_bucket, self._s3_key(key))
+        return self.uri(key)
+
     # -- read --------------------------------------------------------------------------------
+    @staticmethod
+    def _is_alias(key: str) -> bool:
+        """Alias files (`<key>/aliases/<name>.json`) are the only keys rewritten in place."""
+        return "aliases" in PurePosixPath(key).parts[:-1]
+
     def exists(self, key: str) -> bool:
+        """Version content is immutable, so a local copy answers; an alias is asked of S3 (when
+        configured), since another worker may have moved it since our mirror was written."""
+        if self.uses_s3 and self._is_alias(key):
+            resp = self._client().list_objects_v2(
+                Bucket=self.s3_bucket, Prefix=self._s3_key(key), MaxKeys=1
+            )
+            return any(o["Key"] == self._s3_key(key) for o in resp.get("Contents", []))
         if self.local_path(key).exists():
             return True
         if self.uses_s3:
@@ -82,25 +123,52 @@ class ArtifactStoreResource(dg.ConfigurableResource):
 
     def get_json(self, key: str) -> object:
         path = self.local_path(key)
-        if not path.exists() and self.uses_s3:
+        if self.uses_s3 and (self._is_alias(key) or not path.exists()):
+            # aliases always come from S3 (the local copy may be stale); the mirror is refreshed
+            body = self._client().get_object(Bucket=self.s3_bucket, Key=self._s3_key(key))["Body"].read()
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._client().download_file(self.s3_bucket, self._s3_key(key), str(path))
+            tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+            tmp.write_bytes(body)
+            os.replace(tmp, path)
+            return json.loads(body)
         return json.loads(path.read_text())
 
     def get_dir(self, key: str) -> Path:
-        """Local directory holding `key`, downloaded from S3 when not present locally."""
+        """Local directory holding `key`, downloaded from S3 when not present locally.
+
+        Downloaded into a hidden sibling and renamed, so an interrupted download never looks
+        like a complete local copy. A stored key that would land outside the directory (`..`,
+        absolute) is refused: a bucket's content must not write anywhere else on the worker.
+        """
         target = self.local_path(key)
         if target.exists() or not self.uses_s3:
             return target
         client = self._client()
         prefix = self._s3_key(key).rstrip("/") + "/"
-        paginator = client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.s3_bucket, Prefix=prefix):
-            for obj in page.get("Contents", []):
-                rel = obj["Key"][len(prefix):]
-                dest = target / rel
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                client.download_file(self.s3_bucket, obj["Key"], str(dest))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
+        staging.mkdir()
+        root = staging.resolve()
+        downloaded = 0
+        try:
+            paginator = client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.s3_bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    rel = obj["Key"][len(prefix):]
+                    if not rel or rel.endswith("/"):
+                        continue  # "directory" marker objects
+                    dest = (root / rel).resolve()
+                    if ".." in PurePosixPath(rel).parts or not dest.is_relative_to(root):
+                        raise ValueError(
+                            f"refusing S3 object {obj['Key']!r}: it would be written outside {target}"
+                        )
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    client.download_file(self.s3_bucket, obj["Key"], str(dest))
+                    downloaded += 1
+            if downloaded:  # nothing stored: leave no empty dir that would pass for a copy
+                self._swap_in(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         return target
 
     def write_alias(self, key: str, alias: str, version: str) -> str:

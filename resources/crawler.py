@@ -5,8 +5,8 @@ Production values come from environment variables (all optional; defaults are th
 | variable | field | default |
 |---|---|---|
 | TWIN_CRAWL_ALLOW_HOSTS | allow_hosts (comma-separated hosts/IPs/CIDRs allowed despite being private) | "" |
-| TWIN_CRAWL_ALLOW_LOCAL | allow_local_sources (local git paths / file:// URLs) | false |
-| TWIN_CRAWL_EXPORT_ROOTS | export_roots (comma-separated dirs that data exports must lie in) | "" (any) |
+| TWIN_CRAWL_ALLOW_LOCAL | allow_local_sources (local git paths, file:// URLs and data exports) | false |
+| TWIN_CRAWL_EXPORT_ROOTS | export_roots (comma-separated dirs that data exports must lie in; when set, exports there are allowed even without TWIN_CRAWL_ALLOW_LOCAL) | "" (exports need TWIN_CRAWL_ALLOW_LOCAL) |
 | TWIN_CHROMIUM_PATH | chromium_path | /usr/bin/chromium |
 | TWIN_CRAWL_BROWSER | browser_mode: auto / always / never | auto |
 | TWIN_CRAWL_TIMEOUT_S | page_timeout_s | 20 |

@@ -41,16 +41,79 @@ class EmbeddedMongo:
     def log_file(self) -> Path:
         return self.data_dir / "nx-27017.log"
 
+    @property
+    def server_pid_file(self) -> Path:
+        """Written by nx-27017 itself before it binds (and removed when it exits)."""
+        return self.data_dir / "nx-27017.server.pid"
+
     def pid(self) -> int | None:
-        try:
-            pid = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
+        """PID of THIS server (nx-27017 on this data dir), or None.
+
+        A PID file alone proves nothing: after a reboot or a crash its number may belong to an
+        unrelated process, which `stop()` would then kill. So a PID counts only when its command
+        line is nx-27017 serving our data directory; when neither PID file names it (e.g. a start
+        race removed one), the process table is searched for it.
+        """
+        owner = self.listener_pid()
+        if owner is not None and self._serves(owner):
+            return owner
+        for file in (self.server_pid_file, self.pid_file):
+            try:
+                pid = int(file.read_text().strip())
+            except (OSError, ValueError):
+                continue
+            if self._serves(pid):
+                return pid
+        for entry in Path("/proc").glob("[0-9]*"):
+            if self._serves(int(entry.name)):
+                return int(entry.name)
+        return None
+
+    def listener_pid(self) -> int | None:
+        """PID of the process holding the listening socket on our port (None: nobody, or a
+        process whose descriptors we may not read, i.e. not ours). The socket's owner is the
+        only reliable answer in a start race, where several nx-27017 processes exist briefly
+        and all but one exit when their bind fails."""
+        inodes = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == self.port:
+                    inodes.add(f"socket:[{fields[9]}]")
+        if not inodes:
             return None
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                    return int(proc.name)
+            except OSError:
+                continue
+        return None
+
+    def _serves(self, pid: int, port: int | None = None) -> bool:
+        """Whether process `pid` is nx-27017 on this data dir (and on `port`, if given)."""
         try:
-            os.kill(pid, 0)
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+            if not any(Path(a).name == "nx-27017" for a in args):
+                return False
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))  # a relative --data-dir is relative to it
         except OSError:
+            return False
+
+        def value(*flags: str) -> str | None:
+            for i, arg in enumerate(args[:-1]):
+                if arg in flags:
+                    return args[i + 1]
             return None
-        return pid
+
+        data = value("--data-dir")
+        if data is None or (cwd / data).resolve() != (self.data_dir / "db").resolve():
+            return False
+        return port is None or value("-p", "--port") == str(port)
 
     def is_listening(self) -> bool:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -58,14 +121,14 @@ class EmbeddedMongo:
             return s.connect_ex((self.host, self.port)) == 0
 
     def start(self, timeout: float = 20.0) -> int:
-        """Start the server unless it already runs; return its PID. Safe to call concurrently."""
+        """Start the server unless it already runs; return its PID. Safe to call concurrently.
+
+        Raises `EmbeddedMongoError` when the port is held by anything but nx-27017 on this data
+        dir: silently using it would read/write another checkout's (or program's) data.
+        """
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.is_listening():
-            pid = self.pid()
-            if pid is None:
-                # Something else owns the port; if it speaks the protocol we use it as is.
-                return -1
-            return pid
+            return self._own_listener()
         exe = shutil.which("nx-27017") or str(Path(sys.executable).with_name("nx-27017"))
         if not Path(exe).exists():
             raise EmbeddedMongoError(
@@ -96,21 +159,38 @@ class EmbeddedMongo:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 if self.is_listening():  # lost a start race to a concurrent starter
-                    return self.pid() or -1
+                    return self._own_listener()
                 raise EmbeddedMongoError(
                     f"nx-27017 exited with {proc.returncode}; see {self.log_file}"
                 )
-            if self.is_listening():
+            if self.is_listening() and self.listener_pid() == proc.pid:
                 self.pid_file.write_text(str(proc.pid))
                 return proc.pid
+            # listening but not by our process: a concurrent starter won; ours exits shortly
             time.sleep(0.1)
         proc.kill()
         raise EmbeddedMongoError(f"nx-27017 did not listen on {self.host}:{self.port} in {timeout}s")
 
+    def _own_listener(self) -> int:
+        """PID of our server on the port, or an error: whatever else listens there (another
+        checkout's server with other data, any other program) must not be used as ours."""
+        pid = self.listener_pid()
+        if pid is not None and self._serves(pid, self.port):
+            return pid
+        raise EmbeddedMongoError(
+            f"{self.host}:{self.port} is in use by another process, not by nx-27017 serving "
+            f"{self.data_dir}; set TWIN_MONGO_PORT to a free port, or TWIN_MONGO_URI to use a "
+            "MongoDB server you run yourself"
+        )
+
     def stop(self, timeout: float = 10.0) -> bool:
-        """Stop the server by its PID. Returns False when it was not running."""
+        """Stop the server by its PID. Returns False when it was not running.
+
+        Only a verified PID (see `pid()`) is signalled; a stale PID file is just removed.
+        """
         pid = self.pid()
         if pid is None:
+            self.pid_file.unlink(missing_ok=True)
             return False
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout

@@ -93,8 +93,29 @@ class DocumentStore:
                 fields=("content_hash",),
                 stats=stats,
                 stamp=True,
+                refresh=("source_link",),
             )
         return stats
+
+    def delete_documents(self, author_id: str, ids: Iterable[str]) -> int:
+        """Delete raw documents by id (whatever their category); returns how many went."""
+        ids = list(ids)
+        if not ids:
+            return 0
+        return sum(
+            self.db[category.value].delete_many(
+                {"author_id": author_id, "_id": {"$in": ids}}
+            ).deleted_count
+            for category in Category
+        )
+
+    def document_sources(self, author_id: str) -> dict[str, str | None]:
+        """id -> registered link that produced the document (None: stored before it was kept)."""
+        out: dict[str, str | None] = {}
+        for category in Category:
+            for row in self.db[category.value].find({"author_id": author_id}, {"source_link": 1}):
+                out[row["_id"]] = row.get("source_link")
+        return out
 
     def get_documents(
         self, author_id: str, categories: Iterable[Category] | None = None
@@ -210,20 +231,23 @@ class DocumentStore:
 
 def _upsert_changed(
     col, docs: Sequence[RawDocument | CleanedDocument], *, fields: tuple[str, ...],
-    stats: WriteStats, stamp: bool = False,
+    stats: WriteStats, stamp: bool = False, refresh: tuple[str, ...] = (),
 ) -> None:
     """One read of the stored `fields` (hashes), then one bulk write of only what differs: an
-    unchanged document costs a key lookup and is never rewritten."""
-    projection = {f: 1 for f in fields}
-    existing = {
-        row["_id"]: tuple(row.get(f) for f in fields)
-        for row in col.find({"_id": {"$in": [d.id for d in docs]}}, projection)
-    }
+    unchanged document costs a key lookup and is never rewritten. `refresh` fields are
+    bookkeeping (which link produced a document): set when they differ on an unchanged
+    document, without counting it as updated (its content, and everything downstream, is the same)."""
+    projection = {f: 1 for f in (*fields, *refresh)}
+    rows = {row["_id"]: row for row in col.find({"_id": {"$in": [d.id for d in docs]}}, projection)}
+    existing = {_id: tuple(row.get(f) for f in fields) for _id, row in rows.items()}
     ops = []
     for doc in docs:
         old = existing.get(doc.id)
         if old == tuple(getattr(doc, f) for f in fields):
             stats.unchanged += 1
+            stale = {f: getattr(doc, f) for f in refresh if rows[doc.id].get(f) != getattr(doc, f)}
+            if stale:
+                ops.append(UpdateOne({"_id": doc.id}, {"$set": stale}))
             continue
         data = doc.to_mongo()
         data.pop("_id")

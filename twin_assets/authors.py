@@ -5,8 +5,10 @@ sensor watches: adding an author, or changing an author's links, adds the author
 requests a crawl. A file under version control gives review, history and rollback of exactly
 what each twin may read, which a click in a UI does not. Only the links listed here are followed.
 
-Values may use `${VAR}` placeholders, expanded from the environment with local defaults for the
-bundled sample (`TWIN_SAMPLE_SITE_URL`, `TWIN_SAMPLE_DIR`, `TWIN_DATA_DIR`).
+Values may use the `${VAR}` placeholders `TWIN_SAMPLE_SITE_URL`, `TWIN_SAMPLE_DIR` and
+`TWIN_DATA_DIR` (from the environment, else local defaults for the bundled sample) and no others:
+a link is a URL the crawler fetches, so `${TWIN_LLM_API_KEY}` in a registry edit would send a
+secret to whatever server the link names.
 """
 
 from __future__ import annotations
@@ -38,12 +40,19 @@ def placeholder_defaults() -> dict[str, str]:
 
 
 def expand(value: str, env: dict[str, str] | None = None) -> str:
-    lookup = {**placeholder_defaults(), **(env if env is not None else os.environ)}
+    """Substitute the documented placeholders only; any other `${VAR}` is an error, never a
+    lookup in the environment (which holds credentials)."""
+    environ = env if env is not None else os.environ
+    defaults = placeholder_defaults()
+    lookup = {name: environ.get(name, default) for name, default in defaults.items()}
 
     def sub(match: re.Match) -> str:
         name = match.group(1)
         if name not in lookup:
-            raise RegistryError(f"unknown variable ${{{name}}} in {value!r}")
+            raise RegistryError(
+                f"variable ${{{name}}} is not allowed in {value!r}; "
+                f"only {', '.join('${' + n + '}' for n in sorted(lookup))} are expanded"
+            )
         return lookup[name]
 
     return _VAR.sub(sub, value)

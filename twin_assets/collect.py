@@ -20,6 +20,11 @@ class CollectionResult(BaseModel):
     documents: list[RawDocument] = Field(default_factory=list)
     failures: list[CrawlFailure] = Field(default_factory=list)
     stored_hashes: dict[str, str] = Field(default_factory=dict)
+    removed_ids: list[str] = Field(default_factory=list)
+
+    @property
+    def removed(self) -> int:
+        return len(self.removed_ids)
 
     @property
     def data_version(self) -> str:
@@ -34,18 +39,40 @@ def collect_author(
     log: logging.Logger | None = None,
 ) -> CollectionResult:
     """Crawl and upsert idempotently. A link that fails keeps its previously stored document:
-    a transient outage must never delete what we already have."""
+    a transient outage must never delete what we already have.
+
+    What does get deleted is what the author took out of the registry: documents whose
+    `source_link` is no longer one of the author's links (cleaning, chunks and vectors follow
+    downstream). A registered link whose crawl failed keeps its documents, and documents stored
+    before `source_link` was recorded (None) are kept, since nothing says where they came from.
+
+    The failure table mirrors the latest crawl: a link that did not fail this time (it
+    succeeded, or its listing no longer yields it, or it left the registry) loses its old row.
+    """
     store.upsert_author(author)
     report = crawl_author(author, settings, log=log)
     stats = store.upsert_documents(report.documents)
+    registered = {link.url for link in author.links}
+    removed = sorted(
+        doc_id
+        for doc_id, source in store.document_sources(author.id).items()
+        if source is not None and source not in registered
+    )
+    store.delete_documents(author.id, removed)
+    if removed and log:
+        log.info("removed %d documents of links no longer registered for %s", len(removed), author.id)
     store.record_failures(author.id, report.failures)
-    store.clear_failures(author.id, [d.link for d in report.documents])
+    failed_now = {f.link for f in report.failures}
+    store.clear_failures(
+        author.id, {f.link for f in store.list_failures(author.id)} - failed_now
+    )
     return CollectionResult(
         author_id=author.id,
         stats=stats,
         documents=report.documents,
         failures=report.failures,
         stored_hashes=store.document_hashes(author.id),
+        removed_ids=removed,
     )
 
 
@@ -83,6 +110,7 @@ def collection_metadata(result: CollectionResult, preview_rows: int = 10) -> dic
         "new": result.stats.new,
         "updated": result.stats.updated,
         "unchanged": result.stats.unchanged,
+        "removed": result.removed,
         "failed": len(result.failures),
         "by_platform": dict(sorted(by_platform.items())),
         "by_category": dict(sorted(by_category.items())),

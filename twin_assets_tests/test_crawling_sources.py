@@ -105,13 +105,19 @@ def test_git_crawler_keeps_own_files_byte_for_byte_and_skips_clutter(sample_repo
 
 def test_local_git_is_refused_unless_allowed_and_failures_are_recorded(sample_repo, tmp_path):
     strict = SETTINGS.model_copy(update={"allow_local_sources": False})
+    export = str(SAMPLE_DATA_DIR / "exports" / "linkedin")
     author = Author(id="maya", full_name="Maya", links=[
         AuthorLink(url=str(sample_repo), kind=SourceKind.GIT),
-        AuthorLink(url=str(SAMPLE_DATA_DIR / "exports" / "linkedin"), platform=Platform.LINKEDIN,
-                   kind=SourceKind.EXPORT)])
-    report = crawl_author(author, strict, LOG)
+        AuthorLink(url=export, platform=Platform.LINKEDIN, kind=SourceKind.EXPORT)])
+    report = crawl_author(author, strict, LOG)  # exports are local files too: both refused
+    assert [(f.link, f.kind) for f in report.failures] == [
+        (str(sample_repo), "unsupported_scheme"), (export, "unsupported_scheme")]
+    assert report.documents == []
+    rooted = strict.model_copy(update={"export_roots": [str(SAMPLE_DATA_DIR / "exports")]})
+    report = crawl_author(author, rooted, LOG)
     assert [f.kind for f in report.failures] == ["unsupported_scheme"]
-    assert len(report.documents) >= 3  # the export still came through
+    assert len(report.documents) >= 3  # an export inside an export root comes through
+    assert {d.source_link for d in report.documents} == {export}  # for pruning removed links
     not_a_repo = tmp_path / "empty"
     not_a_repo.mkdir()
     report = crawl_author(Author(id="maya", full_name="M", links=[

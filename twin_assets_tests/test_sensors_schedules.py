@@ -77,13 +77,69 @@ def test_broken_registry_edit_changes_nothing(tmp_path):
         assert "not valid YAML" in broken.skip_message
 
 
-def test_weekly_schedule_requests_every_author_once_per_week():
+def test_links_changed_back_and_forth_crawl_every_time(tmp_path):
+    """A -> B -> A: the second A is a real change and must not reuse the first A's run key."""
+    registry = tmp_path / "authors.yaml"
+    registry.write_text(ONE)
     with dg.instance_for_test() as instance:
-        ctx = dg.build_schedule_context(
-            instance=instance, scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=timezone.utc)
-        )
+        first, _ = _tick(instance, registry)
+        _apply(instance, first)
+        registry.write_text(ONE.replace("@mayakowalski", "@maya"))
+        second, _ = _tick(instance, registry, cursor=first.cursor)
+        registry.write_text(ONE)
+        third, _ = _tick(instance, registry, cursor=second.cursor)
+        keys = [r.run_key for res in (first, second, third) for r in res.run_requests]
+        assert [r.partition_key for r in third.run_requests] == ["maya-kowalski"]
+        assert len(keys) == 3 and len(set(keys)) == 3
+        # the same tick evaluated again (same cursor) asks for the same run: Dagster dedupes it
+        retried, _ = _tick(instance, registry, cursor=second.cursor)
+        assert [r.run_key for r in retried.run_requests] == [r.run_key for r in third.run_requests]
+        assert isinstance(_tick(instance, registry, cursor=third.cursor)[0], dg.SkipReason)
+
+
+def test_sensor_reads_a_cursor_of_the_older_format_without_recrawling(tmp_path):
+    import json
+
+    from twin_assets.authors import author_fingerprint, load_registry
+
+    registry = tmp_path / "authors.yaml"
+    registry.write_text(ONE)
+    old = json.dumps({a.id: author_fingerprint(a) for a in load_registry(registry)})
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(authors_partitions.name, ["maya-kowalski"])
+        assert isinstance(_tick(instance, registry, cursor=old)[0], dg.SkipReason)
+
+
+def _schedule_ctx(instance, registry):
+    return dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=timezone.utc),
+        resources={"authors": AuthorRegistryResource(path=str(registry))},
+    )
+
+
+def test_weekly_schedule_requests_every_author_once_per_week(tmp_path):
+    registry = tmp_path / "authors.yaml"
+    registry.write_text(TWO)
+    with dg.instance_for_test() as instance:
+        ctx = _schedule_ctx(instance, registry)
         assert isinstance(weekly_recrawl(ctx), dg.SkipReason)
         instance.add_dynamic_partitions(authors_partitions.name, ["ola-nowak", "maya-kowalski"])
         requests = weekly_recrawl(ctx)
         assert [r.partition_key for r in requests] == ["maya-kowalski", "ola-nowak"]
         assert requests[0].run_key == "maya-kowalski:2026-W49"
+
+
+def test_weekly_schedule_skips_authors_removed_from_the_registry(tmp_path):
+    registry = tmp_path / "authors.yaml"
+    registry.write_text(ONE)
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(authors_partitions.name, ["ola-nowak", "maya-kowalski"])
+        requests = weekly_recrawl(_schedule_ctx(instance, registry))
+        assert [r.partition_key for r in requests] == ["maya-kowalski"]  # ola was removed
+        registry.write_text("authors: []\n")
+        none_left = weekly_recrawl(_schedule_ctx(instance, registry))
+        assert isinstance(none_left, dg.SkipReason) and "ola-nowak" in none_left.skip_message
+        registry.write_text("authors: [")
+        broken = weekly_recrawl(_schedule_ctx(instance, registry))
+        assert isinstance(broken, dg.SkipReason) and "not valid YAML" in broken.skip_message

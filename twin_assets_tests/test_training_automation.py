@@ -72,3 +72,107 @@ def test_retrain_only_on_new_dataset_version():
         )
         r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
         assert r.get_requested_partitions(sft_model.key) == {AUTHOR}
+
+
+def _defs() -> dg.Definitions:
+    from resources.artifacts import ArtifactStoreResource
+    from resources.sagemaker import SageMakerResource
+    from resources.tracking import WandbResource
+
+    upstream = [dg.AssetSpec(BASE_MODEL),
+                dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
+                dg.AssetSpec(PREFERENCE_DATASET, partitions_def=authors_partitions)]
+    return dg.Definitions(assets=[*upstream, sft_model, dpo_model], resources={
+        "artifacts": ArtifactStoreResource(), "wandb": WandbResource(), "sagemaker": SageMakerResource()})
+
+
+def _start_sft_run(instance, defs: dg.Definitions) -> str:
+    """A real run record of sft_model[AUTHOR], STARTED: creating it logs the planned
+    materialization that `in_progress()` reads, as the daemon's launch would."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+
+    job = defs.resolve_implicit_global_asset_job_def()
+    run = instance.create_run_for_job(
+        job.get_subset(asset_selection={sft_model.key}),
+        asset_selection={sft_model.key},
+        tags={"dagster/partition": AUTHOR, "dagster/partition_set": "__ASSET_JOB_partition_set"},
+    )
+    instance.report_dagster_event(
+        DagsterEvent(event_type_value=DagsterEventType.RUN_START.value, job_name=run.job_name),
+        run_id=run.run_id,
+    )
+    return run.run_id
+
+
+def _finish_run(instance, run_id: str, model_version: str) -> None:
+    from dagster._core.events import DagsterEvent, DagsterEventType
+
+    run = instance.get_run_by_id(run_id)
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=sft_model.key, partition=AUTHOR,
+                                tags={"dagster/data_version": model_version})
+    )
+    instance.report_dagster_event(
+        DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name),
+        run_id=run_id,
+    )
+
+
+def test_new_dataset_version_during_training_is_not_lost():
+    """A version landing while sft_model trains on the previous one is trained once that run ends
+    (the run finishing must not count as having handled the newer version)."""
+    defs = _defs()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=BASE_MODEL, tags={"dagster/data_version": "b1"})
+        )
+        _report(instance, INSTRUCTION_DATASET, "v1")
+        _report(instance, PREFERENCE_DATASET, "p1")
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        _report(instance, sft_model.key, "m1")
+        _report(instance, dpo_model.key, "d1")
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.total_requested == 0
+
+        run_id = _start_sft_run(instance, defs)  # e.g. a manual retrain on v1
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.total_requested == 0
+        _report(instance, INSTRUCTION_DATASET, "v2")  # lands mid-run
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_requested_partitions(sft_model.key) == set()  # never two runs at once
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.total_requested == 0  # still running
+        _finish_run(instance, run_id, "m1b")  # the run ends with a model of v1
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_requested_partitions(sft_model.key) == {AUTHOR}
+        _report(instance, sft_model.key, "m2")
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_requested_partitions(sft_model.key) == set()  # handled: requested once
+
+
+def test_version_change_right_after_a_request_is_not_lost():
+    """The tick after a request resets the 'pending' state; a version that landed in the same
+    interval came after the request and must still be trained."""
+    defs = _defs()
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=BASE_MODEL, tags={"dagster/data_version": "b1"})
+        )
+        _report(instance, INSTRUCTION_DATASET, "v1")
+        _report(instance, PREFERENCE_DATASET, "p1")
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        _report(instance, sft_model.key, "m1")
+        _report(instance, dpo_model.key, "d1")
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        _report(instance, INSTRUCTION_DATASET, "v2")
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_requested_partitions(sft_model.key) == {AUTHOR}
+        _report(instance, INSTRUCTION_DATASET, "v3")  # before the next tick
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_requested_partitions(sft_model.key) == {AUTHOR}
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_requested_partitions(sft_model.key) == set()

@@ -160,3 +160,67 @@ def test_embedded_server_start_is_reentrant_and_stops_by_pid(tmp_path):
     assert client["d"]["c"].find_one({"_id": 1}) == {"_id": 1}
     client.close()
     server.stop()
+
+
+def test_stale_pid_file_never_signals_an_unrelated_process(tmp_path):
+    """After a reboot the PID in the file may belong to anything: it must not be killed."""
+    import subprocess
+
+    from resources.embedded_mongo import EmbeddedMongo
+    from twin_assets_tests.conftest import free_port
+
+    server = EmbeddedMongo(data_dir=tmp_path / "m", port=free_port())
+    server.data_dir.mkdir(parents=True)
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        server.pid_file.write_text(str(other.pid))
+        server.server_pid_file.write_text(str(other.pid))
+        assert server.pid() is None
+        assert server.stop() is False
+        assert other.poll() is None  # still running: not SIGTERMed nor SIGKILLed
+        assert not server.pid_file.exists()  # the stale file is dropped
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_foreign_listener_on_the_port_is_refused(tmp_path):
+    """Whatever else listens on the port is never used (or reported) as our server."""
+    import socket
+
+    from resources.embedded_mongo import EmbeddedMongo, EmbeddedMongoError
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        server = EmbeddedMongo(data_dir=tmp_path / "m", port=port)
+        with pytest.raises(EmbeddedMongoError, match="TWIN_MONGO_PORT"):
+            server.start()
+        assert server.pid() is None
+
+
+def test_another_data_dirs_server_on_the_port_is_refused(mongo_server, tmp_path):
+    """Another checkout's nx-27017 (other data dir) on our port is not ours either."""
+    from resources.embedded_mongo import EmbeddedMongo, EmbeddedMongoError
+
+    server = EmbeddedMongo(data_dir=tmp_path / "other", port=mongo_server.port)
+    with pytest.raises(EmbeddedMongoError, match="in use by another process"):
+        server.start()
+    assert server.stop() is False
+    assert mongo_server.is_listening() and mongo_server.pid() is not None
+
+
+def test_concurrent_starts_agree_on_one_server(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from resources.embedded_mongo import EmbeddedMongo
+    from twin_assets_tests.conftest import free_port
+
+    server = EmbeddedMongo(data_dir=tmp_path / "m", port=free_port())
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            pids = list(pool.map(lambda _: server.start(), range(3)))
+        assert len(set(pids)) == 1 and pids[0] == server.pid() > 0
+    finally:
+        server.stop()

@@ -17,7 +17,7 @@ from twin_assets.training import registry
 from twin_assets.domain.documents import sha256_text
 from twin_assets.training.base_model import is_smoke_test_model, resolve_base_model
 from twin_assets.training.config import DPOTrainingConfig, SFTTrainingConfig
-from twin_assets.training.curves import curves_markdown, loss_plot_png
+from twin_assets.training.curves import curves_markdown
 from twin_assets.training.data import latest_dataset_version
 from twin_assets.training.pipeline import Outcome, train_and_register
 
@@ -25,6 +25,16 @@ INSTRUCTION_DATASET = dg.AssetKey("instruction_dataset")
 PREFERENCE_DATASET = dg.AssetKey("preference_dataset")
 SFT_MODEL = dg.AssetKey("sft_model")
 BASE_MODEL = dg.AssetKey("base_model")
+GPU_POOL = "gpu"
+# One GPU per training step, requested from Kubernetes by dagster-k8s (K8sRunLauncher /
+# k8s_job_executor); the `gpu` pool (limit 1 per GPU, see deploy/README.md) queues the rest.
+GPU_OP_TAGS = {
+    "dagster-k8s/config": {
+        "container_config": {
+            "resources": {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}
+        }
+    }
+}
 
 
 @dg.asset(
@@ -71,10 +81,23 @@ def retrain_on_new_data() -> dg.AutomationCondition:
     A dataset re-materialization with identical content reports the same data version (it is
     the content hash), so `data_version_changed` stays false and nothing retrains; a plain
     `eager()` would retrain on every upstream materialization.
+
+    `data_version_changed` is true on one tick only, and a change that lands while this asset
+    (or a dep) is running cannot be requested then, so the change is remembered as "pending"
+    until this asset is next REQUESTED. Not until it is next updated (`since_last_handled`):
+    the run that was already in progress trained on the previous version, and its
+    materialization would otherwise swallow the newer one. A change seen on the tick right
+    after a request arrived after that request, so it stays pending too. A redundant request
+    (e.g. after a manual run on the new version) is cheap: `train_and_register` reuses the
+    registered model version for identical inputs.
     """
     ready = ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress() & ~dg.AutomationCondition.in_progress()
     new_data = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed())
-    return (dg.AutomationCondition.on_missing() | (new_data & ready)).with_label("retrain on new dataset version")
+    handled = (
+        dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation()
+    ) & ~new_data
+    pending = new_data.since(handled.with_label("requested")).with_label("new dataset version pending")
+    return (dg.AutomationCondition.on_missing() | (pending & ready)).with_label("retrain on new dataset version")
 
 
 def upstream_data_version(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str | None:
@@ -118,11 +141,15 @@ def _metadata(outcome: Outcome, artifacts: ArtifactStoreResource) -> dict:
         if name in card.metrics:
             meta[name] = float(card.metrics[name])
     if outcome.result is not None and outcome.result.curves:
-        png = loss_plot_png(outcome.result.curves, f"{card.kind.upper()} {card.author_id} {card.version}")
+        # the plot was published with the version (train_and_register); this worker has it locally
+        key = f"{registry.model_key(card.author_id, card.kind, card.version)}/{registry.LOSS_CURVE_FILE}"
+        path = artifacts.local_path(key)
+        png = path.read_bytes() if path.exists() else None
         meta["loss_curve"] = dg.MetadataValue.md(curves_markdown(outcome.result.curves, png))
-        path = artifacts.local_path(f"{registry.model_key(card.author_id, card.kind, card.version)}/loss_curve.png")
-        path.write_bytes(png)
-        meta["loss_curve_png"] = dg.MetadataValue.path(str(path))
+        if png is not None:
+            uri = artifacts.uri(key)
+            meta["loss_curve_png"] = (dg.MetadataValue.url(uri) if artifacts.uses_s3
+                                      else dg.MetadataValue.path(str(path)))
     return meta
 
 
@@ -130,7 +157,8 @@ def _metadata(outcome: Outcome, artifacts: ArtifactStoreResource) -> dict:
     deps=[BASE_MODEL, INSTRUCTION_DATASET],
     partitions_def=authors_partitions,
     group_name="training",
-    pool="gpu",
+    pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     kinds={"pytorch", "wandb"},
     code_version=registry.training_code_version(),
     automation_condition=retrain_on_new_data(),
@@ -157,7 +185,8 @@ def sft_model(
     deps=[SFT_MODEL, PREFERENCE_DATASET],
     partitions_def=authors_partitions,
     group_name="training",
-    pool="gpu",
+    pool=GPU_POOL,
+    op_tags=GPU_OP_TAGS,
     kinds={"pytorch", "wandb"},
     code_version=registry.training_code_version(),
     automation_condition=retrain_on_new_data(),

@@ -85,7 +85,9 @@ def crawl_author(
                     continue
                 seen_items.add(item_key)
                 try:
-                    report.documents.append(crawler.crawl(target, ctx))
+                    document = crawler.crawl(target, ctx)
+                    document.source_link = link.url  # lets collection prune removed links
+                    report.documents.append(document)
                 except Exception as exc:  # noqa: BLE001
                     fail(target.url, exc, crawler.platform)
         log.info("crawled %s: %d documents, %d failures in %.1fs (%d pages rendered)",

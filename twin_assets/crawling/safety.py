@@ -143,7 +143,14 @@ def check_git_url(url: str, settings: CrawlSettings) -> str:
 
 
 def check_export_path(url: str, settings: CrawlSettings) -> Path:
-    """Data exports are local files only (optionally confined to configured roots)."""
+    """Data exports are local files, and reading a local file is opt-in like local git sources:
+    otherwise a registered link could read any file the crawler can (an ssh key, a .env).
+
+    With `export_roots` set, the path must lie inside one of them (the operator confined exports
+    there, whether or not other local sources are allowed); without roots, exports need
+    `allow_local_sources`. The path is resolved first (symlinks followed, `..` collapsed), so
+    neither a `..` nor a symlink inside a root can escape it.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("", "file"):
         raise UnsupportedScheme(f"exports must be local paths, not {parts.scheme!r} URLs")
@@ -152,6 +159,11 @@ def check_export_path(url: str, settings: CrawlSettings) -> Path:
         roots = [Path(r).expanduser().resolve() for r in settings.export_roots]
         if not any(path == r or r in path.parents for r in roots):
             raise RefusedAddress(f"export path {path} is outside the allowed export roots")
+    elif not settings.allow_local_sources:
+        raise UnsupportedScheme(
+            f"local data exports are disabled (set TWIN_CRAWL_ALLOW_LOCAL or "
+            f"TWIN_CRAWL_EXPORT_ROOTS); refused {url!r}"
+        )
     if not path.exists():
         raise ExportError(f"export {path} does not exist")
     return path

@@ -24,10 +24,11 @@ class CrawlSettings(BaseModel):
     # SSRF allow-list: host names, IP addresses or CIDRs that may be fetched even though they
     # resolve to private/loopback addresses (a local demo site, an intranet blog).
     allow_hosts: list[str] = Field(default_factory=list)
-    # Local git repositories (paths, file:// URLs) may only be cloned when explicitly allowed:
-    # otherwise a registered link could read any repository on the crawler's machine.
+    # Local git repositories (paths, file:// URLs) and data exports may only be read when
+    # explicitly allowed: otherwise a registered link could read any file on the crawler's machine.
     allow_local_sources: bool = False
-    # If non-empty, data-export paths must lie under one of these directories.
+    # If non-empty, data-export paths must lie under one of these directories (and exports
+    # there are allowed even when `allow_local_sources` is off).
     export_roots: list[str] = Field(default_factory=list)
 
     chromium_path: str = "/usr/bin/chromium"

@@ -140,6 +140,10 @@ class RawDocument(BaseModel):
     published_at: datetime | None = None
     fetched_at: datetime = Field(default_factory=utcnow)
     content_hash: str = ""
+    # The registered AuthorLink.url that produced this document (a listing, a profile, an
+    # export): when that link leaves the registry its documents are pruned. Not part of the
+    # hash, which is about what the author wrote. None for documents stored before it existed.
+    source_link: str | None = None
 
     @model_validator(mode="after")
     def _derive_ids(self) -> RawDocument:

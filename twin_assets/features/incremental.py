@@ -86,7 +86,8 @@ def _fetch_raw(store: DocumentStore, ids: Sequence[str]) -> list[RawDocument]:
 
 
 def clean_author(store: DocumentStore, author_id: str, log: Log = _noop) -> StageStats:
-    """Re-clean new/changed raw documents, delete cleaned ones whose raw document is gone."""
+    """Re-clean new/changed raw documents, delete cleaned ones whose raw document is gone.
+    A document that fails to clean (even to nothing) keeps its previous cleaned version."""
     stats = StageStats()
     raw_hashes = store.document_hashes(author_id)
     stored = {
@@ -104,10 +105,12 @@ def clean_author(store: DocumentStore, author_id: str, log: Log = _noop) -> Stag
         try:
             cleaned.append(clean_document(doc))
         except EmptyAfterCleaning as exc:
-            # the raw document is legitimately empty now: its old cleaned version must not linger
-            gone.append(doc.id)
-            stats.failures.append(str(exc))
-            log(f"skipped: {exc}")
+            # Only a raw document that no longer exists is gone. One whose new content cleans to
+            # nothing is far more often a broken fetch (a consent wall, a changed layout) than
+            # an author who blanked a post: keep the previous version and its chunks/vectors.
+            stats.failed += 1
+            stats.failures.append(f"{exc}; previous cleaned version kept")
+            log(f"cleaning failed, previous version kept: {exc}")
         except Exception as exc:  # noqa: BLE001 - one bad document never stops the others
             stats.failed += 1
             stats.failures.append(f"{doc.link}: {type(exc).__name__}: {exc}")

@@ -19,6 +19,7 @@ from resources.tracking import WandbResource
 from twin_assets.training import registry
 from twin_assets.training.base_model import SMOLLM2_NAME, resolve_base_model
 from twin_assets.training.config import DPOTrainingConfig, SFTTrainingConfig
+from twin_assets.training.curves import loss_plot_png
 from twin_assets.training.data import dataset_dir, load_rows
 from twin_assets.training.sft import TrainingResult
 
@@ -133,8 +134,12 @@ def train_and_register(
             trained_on="sagemaker" if use_sagemaker else _device_name(),
             created_at=datetime.now(timezone.utc).isoformat(),
         )
+        extra = {}
+        if result.curves:
+            extra[registry.LOSS_CURVE_FILE] = loss_plot_png(result.curves, f"{kind.upper()} {author} {version}")
         card = registry.publish_model(artifacts, card, result.model_dir, merged_dir=merged,
-                                      promote_to_production=cfg.promote_to_production)
+                                      promote_to_production=cfg.promote_to_production,
+                                      extra_files=extra)
         return Outcome(card, result, False, tracking)
     finally:
         shutil.rmtree(work, ignore_errors=True)

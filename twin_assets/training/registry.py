@@ -43,6 +43,9 @@ def model_version(
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+LOSS_CURVE_FILE = "loss_curve.png"  # in the version directory, next to model_card.json
+
+
 class ModelCard(BaseModel):
     author_id: str
     kind: str  # "sft" | "dpo"
@@ -103,16 +106,21 @@ def publish_model(
     *,
     merged_dir: Path | None = None,
     promote_to_production: bool = True,
+    extra_files: dict[str, bytes] | None = None,
 ) -> ModelCard:
     """Copy the model into the store, write card + README, then move the aliases.
 
     The card is written last among the version's files, so a version with a card is complete
-    (`registered_card` is the "already trained" test).
+    (`registered_card` is the "already trained" test). `extra_files` (name -> bytes, e.g. the
+    loss-curve plot) are written into the version directory before the card, so they travel
+    with the version to S3 and to every worker that downloads it.
     """
     key = model_key(card.author_id, card.kind, card.version)
     artifacts.put_dir(f"{key}/adapter", adapter_dir)
     if merged_dir is not None:
         artifacts.put_dir(f"{key}/merged", merged_dir)
+    for name, data in (extra_files or {}).items():
+        artifacts.put_bytes(f"{key}/{name}", data)
     card = card.model_copy(update={"uri": artifacts.uri(key)})
     readme = artifacts.local_path(f"{key}/README.md")
     readme.parent.mkdir(parents=True, exist_ok=True)
