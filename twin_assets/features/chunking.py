@@ -146,25 +146,35 @@ def _paragraphs(text: str) -> list[str]:
 
 
 def _prose_units(text: str, budget: TokenBudget, limit: int) -> list[_Unit]:
+    """Headings, code blocks and sentences with their exact token counts, in reading order.
+
+    Tokenising is nearly all of chunking's cost, so each text is tokenised once: plain
+    paragraphs are never measured whole (only their sentences matter to packing), and all
+    sentences of the document go to the tokenizer in one batch.
+    """
     paragraphs = _paragraphs(text)
-    tokens = budget.content_tokens(paragraphs)
     per_chunk = limit - budget.special_tokens
+    kinds: list[tuple[str, bool, bool]] = []  # (paragraph, heading, code)
+    for para in paragraphs:
+        kinds.append((para, bool(_HEADING_RE.match(para)) and "\n" not in para, bool(_FENCE_RE.match(para))))
+    whole = iter(budget.content_tokens([p for p, heading, code in kinds if heading or code]))
+    split = [[s for s in _SENTENCE_RE.split(p) if s.strip()] for p, heading, code in kinds if not (heading or code)]
+    sent_tokens = iter(budget.content_tokens([s for sentences in split for s in sentences]))
+    split_iter = iter(split)
     units: list[_Unit] = []
-    for para, n in zip(paragraphs, tokens):
-        heading = bool(_HEADING_RE.match(para)) and "\n" not in para
-        is_code = bool(_FENCE_RE.match(para))
-        if heading or (is_code and n <= per_chunk):
-            units.append(_Unit(para, n, heading))
-            continue
-        if is_code:  # long code inside an article: keep lines, cut by lines
-            parts = _line_windows(para, budget, limit)
+    for para, heading, is_code in kinds:
+        if heading or is_code:
+            n = next(whole)
+            if heading or n <= per_chunk:
+                units.append(_Unit(para, n, heading))
+                continue
+            parts = _line_windows(para, budget, limit)  # long code inside an article: cut by lines
             units += [_Unit(p, n_, joiner="") for p, n_ in zip(parts, budget.content_tokens(parts))]
             units[-len(parts)].joiner = "\n\n"
             continue
-        sentences = [s for s in _SENTENCE_RE.split(para) if s.strip()]
-        sent_tokens = budget.content_tokens(sentences)
         first = True
-        for sent, m in zip(sentences, sent_tokens):
+        for sent in next(split_iter):
+            m = next(sent_tokens)
             pieces = [sent] if m <= per_chunk else budget.split_at_tokens(sent, limit)
             counts = [m] if len(pieces) == 1 else budget.content_tokens(pieces)
             for piece, k in zip(pieces, counts):
