@@ -37,11 +37,17 @@ def trained(tmp_path_factory):
         result = dg.materialize([sft_model, dpo_model], resources=resources, instance=instance,
                                 partition_key=AUTHOR, run_config=run_config)
         assert result.success
+    # The re-run uses a fresh instance on purpose: "already trained" must come from the model
+    # registry alone (another worker, another Dagster instance). It also keeps this heavy
+    # fixture clear of an intermittent Dagster error seen when a second run reused the
+    # instance after the training run ("Attempted to resolve undefined DagsterInstance weakref").
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
         again = dg.materialize([sft_model], resources=resources, instance=instance,
                                partition_key=AUTHOR,
                                run_config={"ops": {"sft_model": run_config["ops"]["sft_model"]}})
-        yield {"result": result, "again": again, "artifacts": artifacts, "root": root, "base": base,
-               "inst_version": inst_version, "pref_version": pref_version, "run_config": run_config}
+    yield {"result": result, "again": again, "artifacts": artifacts, "root": root, "base": base,
+           "inst_version": inst_version, "pref_version": pref_version, "run_config": run_config}
 
 
 def _mat(result, key: str) -> dg.AssetMaterialization:
