@@ -6,10 +6,15 @@ Servers are started by the tests themselves on 127.0.0.1 and stopped by their PI
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import socket
+import subprocess
+import time
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 from resources.embedded_mongo import EmbeddedMongo
@@ -56,3 +61,23 @@ def sample_site():
 def tmp_data_dir(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
     return tmp_path / "data"
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    """A moto AWS emulator (S3, SageMaker) on 127.0.0.1, stopped by its process group."""
+    exe = shutil.which("moto_server") or os.path.join(os.path.dirname(os.sys.executable), "moto_server")
+    port = free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(url + "/moto-api/", timeout=0.5)
+            break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    yield url
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=10)

@@ -4,40 +4,14 @@ aliases are read fresh from S3, and a stored key cannot write outside its direct
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from dagster_aws.s3 import S3Resource
 
 from resources.artifacts import ArtifactStoreResource
-from twin_assets_tests.conftest import free_port
 
 BUCKET = "twin-artifacts"
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    exe = shutil.which("moto_server") or os.path.join(os.path.dirname(os.sys.executable), "moto_server")
-    port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(url + "/moto-api/", timeout=0.5)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
 
 
 def _store(moto_url: str, root: Path, bucket: str) -> ArtifactStoreResource:

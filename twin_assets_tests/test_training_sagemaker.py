@@ -4,38 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import signal
-import subprocess
 import tarfile
-import time
 
-import httpx
 import pytest
 
 from resources.sagemaker import SageMakerResource
 from twin_assets.training import sagemaker_job as smj
-from twin_assets_tests.conftest import free_port
-
-
-@pytest.fixture(scope="module")
-def moto_url():
-    exe = shutil.which("moto_server") or os.path.join(os.path.dirname(os.sys.executable), "moto_server")
-    port = free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
-    proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            httpx.get(url + "/moto-api/", timeout=0.5)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=10)
 
 
 @pytest.fixture
