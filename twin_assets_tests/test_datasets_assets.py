@@ -71,6 +71,19 @@ def test_offline_build_is_versioned_and_stable(filled, instance, tmp_path):
         assert {p.name for p in version_dir.iterdir()} == {"train.parquet", "test.parquet", "card.json"}
         full = json.loads((version_dir / "card.json").read_text())
         assert full["counts"]["train"] >= 10 and full["source_hashes"] and full["funnel"]
+        # split by source document: per-split document counts, none on both sides
+        assert full["documents"]["train"] >= 5 and full["documents"]["test"] >= 2
+        assert full["split"]["shared_documents"] == 0
+        assert set(full["split"]["categories_without_test"]) == {"repositories"}  # one repo
+        test_docs = {r.source_document_id for r in storage.load_split(
+            artifacts, AUTHOR, kind, card["version"], "test")}
+        assert len(test_docs) == full["documents"]["test"]
+        assert not test_docs & {r.source_document_id for r in storage.load_split(
+            artifacts, AUTHOR, kind, card["version"], "train")}
+    leak = next(e for e in result.get_asset_check_evaluations()
+                if e.check_name == "no_train_test_leakage")
+    assert leak.metadata["shared_documents"].value == 0
+    assert leak.metadata["test_documents"].value >= 2
     pref_card = storage.load_card(artifacts, AUTHOR, "preference")
     assert pref_card.parameters["rejected_source_resolved"] == "offline-generic"
     rows = storage.load_split(artifacts, AUTHOR, "instruction", v_ins, "train")

@@ -55,7 +55,7 @@ from twin_assets.datasets.reporting import (
 from twin_assets.domain.datasets import DatasetCard
 from twin_assets.partitions import authors_partitions
 
-CODE_VERSION = "datasets-1"
+CODE_VERSION = "datasets-2"  # 2: train/test split by source document
 CLEANED_DOCUMENTS = dg.AssetKey("cleaned_documents")
 
 ON_CLEANED_DATA_CHANGE = (
@@ -201,6 +201,8 @@ def _publish(
         "lengths": dg.MetadataValue.md(length_markdown(train, fields)),
         "generator": card.generator,
         "source_documents": len(card.source_hashes),
+        "documents_per_split": card.documents or {},
+        "categories_without_test": card.split.categories_without_test if card.split else {},
         "dagster/row_count": card.counts.get("train", 0) + card.counts.get("test", 0),
     }
     for prefix, usage in usages:
@@ -218,7 +220,7 @@ def _publish(
 def _check_specs(key: str) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(CHECK_LEAKAGE, asset=key, blocking=True,
-                          description="No test row (id, answer or answer n-gram) appears in train."),
+                          description="No source document, row id, answer or answer n-gram is in both train and test."),
         dg.AssetCheckSpec(CHECK_EMPTY, asset=key, blocking=True,
                           description="No row has an empty text field."),
         dg.AssetCheckSpec(CHECK_MIN_SIZE, asset=key, blocking=True,

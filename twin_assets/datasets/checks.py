@@ -18,23 +18,31 @@ class CheckOutcome(BaseModel):
 
 
 def check_leakage(kind: str, train: list, test: list, ngram: int = 8) -> CheckOutcome:
-    """No test row may appear in train: same id, same normalised answer, or a shared answer
-    n-gram (the decontamination criterion)."""
+    """No test row may appear in train: same id, same source document (the split's unit: rows
+    of one document belong to one side), same normalised answer, or a shared answer n-gram (the
+    decontamination criterion)."""
     answer = ANSWER_FIELD[kind]
     shared_ids = {r.id for r in train} & {r.id for r in test}
+    docs = cur.documents_by_split({"train": train, "test": test})
+    shared_docs = sorted(docs["train"] & docs["test"])
     test_hashes = {cur.content_hash(getattr(r, answer)) for r in test}
     same_answer = sum(1 for r in train if cur.content_hash(getattr(r, answer)) in test_hashes)
     index = cur.contamination_index((getattr(r, answer) for r in test), ngram)
     overlapping = sum(1 for r in train if cur.shared_ngrams(getattr(r, answer), index, ngram))
-    passed = not shared_ids and not same_answer and not overlapping
+    passed = not shared_ids and not shared_docs and not same_answer and not overlapping
     return CheckOutcome(
         passed=passed,
-        description="train and test are disjoint"
+        description=f"train ({len(docs['train'])} documents) and test ({len(docs['test'])} "
+        "documents) are disjoint"
         if passed
-        else f"leakage: {len(shared_ids)} shared ids, {same_answer} identical answers, "
-        f"{overlapping} train rows sharing {ngram}-grams with test",
-        metadata={"shared_ids": len(shared_ids), "identical_answers": same_answer,
-                  "ngram_overlaps": overlapping, "ngram": ngram},
+        else f"leakage: {len(shared_ids)} shared ids, {len(shared_docs)} source documents in "
+        f"both splits, {same_answer} identical answers, {overlapping} train rows sharing "
+        f"{ngram}-grams with test",
+        metadata={"shared_ids": len(shared_ids), "shared_documents": len(shared_docs),
+                  "shared_document_ids": shared_docs[:10],
+                  "train_documents": len(docs["train"]), "test_documents": len(docs["test"]),
+                  "identical_answers": same_answer, "ngram_overlaps": overlapping,
+                  "ngram": ngram},
     )
 
 

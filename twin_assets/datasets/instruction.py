@@ -28,8 +28,9 @@ class CurationParams(BaseModel):
     near_dup_threshold: float = 0.7
     minhash_num_perm: int = 128
     minhash_shingle: int = 5
-    test_fraction: float = 0.1
-    min_test_per_category: int = 5
+    test_fraction: float = 0.1  # of each category's rows, met with whole documents
+    min_test_per_category: int = 5  # rows a category needs before any of it is held out
+    max_test_share: float = 0.5  # a category's test part never takes more of its rows
     decontamination_ngram: int = 8
     decontamination_max_shared: int = 0
     quality_threshold: float = 0.45
@@ -173,10 +174,15 @@ def score_rows(
 
 def split_and_decontaminate(
     rows: list, params: CurationParams, funnel: Funnel, answer_field: str
-) -> tuple[list, list]:
-    train, test = cur.stratified_split(
-        rows, params.test_fraction, params.seed, params.min_test_per_category
+) -> tuple[list, list, cur.SplitReport]:
+    """Document-level split (every row of a source document on one side), then 8-gram
+    decontamination of train against test: with whole documents held out, what it still catches
+    is one document quoting another (a post quoting an article, a README pasted into a post)."""
+    split = cur.split_by_document(
+        rows, params.test_fraction, params.seed, params.min_test_per_category,
+        max_test_share=params.max_test_share,
     )
+    train, test = split.train, split.test
     funnel.record("split", len(train) + len(test))
     r = cur.decontaminate(
         train, test, lambda x: [getattr(x, answer_field)],
@@ -185,7 +191,7 @@ def split_and_decontaminate(
     funnel.record(r.name, len(r.kept) + len(test), r.dropped)
     funnel.record("train", len(r.kept))
     funnel.record("test", len(test))
-    return r.kept, test
+    return r.kept, test, split.report
 
 
 class BuiltDataset(BaseModel):
@@ -195,6 +201,7 @@ class BuiltDataset(BaseModel):
     generator: str
     scorer: str = ""
     source_hashes: list[str]
+    split: cur.SplitReport | None = None  # as the split made it, before decontamination
 
 
 def build_instruction_rows(
@@ -217,7 +224,7 @@ def build_instruction_rows(
         for e, instruction in pairs
     ]
     rows, scorer = score_rows(rows, generator, params, funnel)
-    train, test = split_and_decontaminate(rows, params, funnel, "output")
+    train, test, split = split_and_decontaminate(rows, params, funnel, "output")
     return BuiltDataset(
         train=train,
         test=test,
@@ -225,4 +232,5 @@ def build_instruction_rows(
         generator=generator.name,
         scorer=scorer,
         source_hashes=sorted({d.content_hash for d in docs}),
+        split=split,
     )

@@ -158,7 +158,8 @@ def build_preference_rows(
     params: PreferenceParams | None = None,
 ) -> BuiltDataset:
     """The preference funnel: same extracts and prompts as the instruction dataset (so the two
-    datasets agree on what was asked), then rejected answers, pair filters, split, decontamination."""
+    datasets agree on what was asked), then rejected answers, pair filters, the same document-level
+    split as the instruction dataset (all pairs of one document on one side), decontamination."""
     params = params or PreferenceParams()
     funnel = Funnel()
     extracts = curate_extracts(docs, params, funnel)
@@ -167,7 +168,7 @@ def build_preference_rows(
     sources = {d.id: document_texts(d) for d in docs}
     r = preference_filter(rows, sources, params)
     funnel.record(r.name, len(r.kept), r.dropped)
-    train, test = split_and_decontaminate(r.kept, params, funnel, "chosen")
+    train, test, split = split_and_decontaminate(r.kept, params, funnel, "chosen")
     name = rejected_source if rejected_generator is None else f"{rejected_source}:{rejected_generator.name}"
     return BuiltDataset(
         train=train,
@@ -175,4 +176,5 @@ def build_preference_rows(
         funnel=funnel,
         generator=f"prompts={prompt_generator.name}; rejected={name}",
         source_hashes=sorted({d.content_hash for d in docs}),
+        split=split,
     )

@@ -35,6 +35,18 @@ class PreferenceRow(BaseModel):
     source_content_hash: str
 
 
+class SplitSummary(BaseModel):
+    """The stored split seen by source document: train/test are split by document, so a
+    document id is on one side only. Derived from the stored rows when a version is written."""
+
+    unit: str = "document"
+    # category -> {"train_rows", "test_rows", "train_documents", "test_documents"}
+    categories: dict[str, dict[str, int]] = Field(default_factory=dict)
+    # category -> why it has no test rows (e.g. a single document, kept whole in train)
+    categories_without_test: dict[str, str] = Field(default_factory=dict)
+    shared_documents: int = 0  # document ids on both sides; 0 unless the split is broken
+
+
 class DatasetCard(BaseModel):
     """What a dataset version is, where it came from and how it was made."""
 
@@ -43,6 +55,8 @@ class DatasetCard(BaseModel):
     version: str  # content hash of the rows: identical content -> identical version
     uri: str = ""
     counts: dict[str, int] = Field(default_factory=dict)  # per split
+    documents: dict[str, int] = Field(default_factory=dict)  # source documents per split
+    split: SplitSummary | None = None  # None on cards written before document-level splits
     funnel: dict[str, int] = Field(default_factory=dict)  # curation stage -> rows left
     generator: str = ""
     parameters: dict = Field(default_factory=dict)
