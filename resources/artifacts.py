@@ -98,6 +98,28 @@ class ArtifactStoreResource(dg.ConfigurableResource):
             self._client().upload_file(str(path), self.s3_bucket, self._s3_key(key))
         return self.uri(key)
 
+    def delete_prefix(self, key: str) -> int:
+        """Remove every file under `key`, locally and on S3; returns how many files went.
+
+        Only an author purge calls this: versions are otherwise immutable and never deleted.
+        """
+        if not PurePosixPath(key).parts:
+            raise ValueError("refusing to delete the whole artifact store")
+        target = self.local_path(key)
+        removed = sum(1 for p in target.rglob("*") if p.is_file()) if target.exists() else 0
+        shutil.rmtree(target, ignore_errors=True)
+        if self.uses_s3:
+            client = self._client()
+            prefix = self._s3_key(key).rstrip("/") + "/"
+            s3_removed = 0
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.s3_bucket, Prefix=prefix):
+                objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+                if objects:
+                    client.delete_objects(Bucket=self.s3_bucket, Delete={"Objects": objects, "Quiet": True})
+                    s3_removed += len(objects)
+            removed = max(removed, s3_removed)
+        return removed
+
     # -- read --------------------------------------------------------------------------------
     @staticmethod
     def _is_alias(key: str) -> bool:

@@ -145,6 +145,19 @@ class VectorIndex:
                 wait=True,
             )
 
+    def delete_author(self, author_id: str) -> int:
+        """Every point of one author (an author purge); returns how many there were."""
+        if not self.exists():
+            return 0
+        n = self.count(author_id)
+        if n:
+            self.client.delete(
+                self.collection,
+                points_selector=models.FilterSelector(filter=author_filter(author_id)),
+                wait=True,
+            )
+        return n
+
     # -- reads -------------------------------------------------------------------------------
     def count(self, author_id: str) -> int:
         if not self.exists():

@@ -1,6 +1,7 @@
 """`twin`: the small command line around the pipeline (authors, embedded services, sample).
 
     twin authors list | sync         registry -> Dagster partitions + warehouse author documents
+    twin authors purge ID [--yes]    forget an author removed from the registry (all their data)
     twin warehouse start | stop | status
     twin sample prepare | start | stop | serve
 """
@@ -36,6 +37,8 @@ def _warehouse():
 def cmd_authors(args: argparse.Namespace) -> int:
     registry = _resources()["authors"]
     authors = registry.authors()
+    if args.action == "purge":
+        return _purge(args, authors)
     if args.action == "list":
         for a in authors:
             print(f"{a.id}\t{a.full_name}\t{len(a.links)} links")
@@ -53,6 +56,53 @@ def cmd_authors(args: argparse.Namespace) -> int:
     for a in authors:
         store.upsert_author(a)
     print(f"authors: {len(authors)} registered, {len(new)} new partitions: {', '.join(new) or '-'}")
+    return 0
+
+
+def _purge(args: argparse.Namespace, authors) -> int:
+    from twin_assets.purge import AuthorStillRegistered, PurgeFailed, ensure_not_registered, purge_author
+
+    if not args.author_id:
+        print("twin authors purge needs the author id", file=sys.stderr)
+        return 2
+    try:
+        ensure_not_registered(args.author_id, authors)
+    except AuthorStillRegistered as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 1
+    if not args.yes:
+        answer = input(f"Delete every document, vector, dataset and model of {args.author_id!r}? "
+                       "Type the author id to confirm: ")
+        if answer.strip() != args.author_id:
+            print("not confirmed; nothing deleted", file=sys.stderr)
+            return 1
+    import dagster as dg
+
+    from twin_assets.partitions import authors_partitions
+
+    instance = dg.DagsterInstance.get()
+
+    def delete_partition(author_id: str) -> bool:
+        if not instance.has_dynamic_partition(authors_partitions.name, author_id):
+            return False
+        instance.delete_dynamic_partition(authors_partitions.name, author_id)
+        return True
+
+    resources = _resources()
+    try:
+        with resources["qdrant"].open() as index:
+            report = purge_author(
+                args.author_id,
+                store=_warehouse().get_store(),
+                delete_vectors=index.delete_author,
+                artifacts=resources["artifacts"],
+                delete_partition=delete_partition,
+                keep_artifacts=args.keep_artifacts,
+            )
+    except PurgeFailed as exc:
+        print(f"purge incomplete (safe to re-run): {exc}", file=sys.stderr)
+        return 1
+    print(report.summary())
     return 0
 
 
@@ -127,8 +177,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="twin", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("authors", help="list the registry or sync it into Dagster and the warehouse")
-    p.add_argument("action", choices=["list", "sync"])
+    p = sub.add_parser("authors", help="list the registry, sync it into Dagster and the warehouse, or purge an author")
+    p.add_argument("action", choices=["list", "sync", "purge"])
+    p.add_argument("author_id", nargs="?", help="purge: the author to forget")
+    p.add_argument("--yes", action="store_true", help="purge: do not ask for confirmation")
+    p.add_argument("--keep-artifacts", action="store_true", help="purge: keep datasets and models")
     p.set_defaults(func=cmd_authors)
     p = sub.add_parser("warehouse", help="the embedded MongoDB wire-protocol server")
     p.add_argument("action", choices=["start", "stop", "status"])

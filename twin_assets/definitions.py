@@ -13,7 +13,7 @@ from twin_assets.assets import collection
 from twin_assets.assets import datasets as dataset_assets
 from twin_assets.assets import features as feature_assets
 from twin_assets.assets import training as training_assets
-from twin_assets.jobs import crawl_job, twin_pipeline_job
+from twin_assets.jobs import crawl_job, purge_author_job, twin_pipeline_job
 from twin_assets.resources_config import build_resources
 from twin_assets.schedules import weekly_recrawl
 from twin_assets.sensors import author_registry_sensor, automation_sensor
@@ -23,7 +23,7 @@ ASSET_MODULES = [collection, feature_assets, dataset_assets, training_assets]
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules(ASSET_MODULES),
     asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[crawl_job, twin_pipeline_job],
+    jobs=[crawl_job, twin_pipeline_job, purge_author_job],
     schedules=[weekly_recrawl],
     sensors=[author_registry_sensor, automation_sensor],
     resources=build_resources(),

@@ -39,15 +39,24 @@ def author_registry_sensor(
     current = {a.id: author_fingerprint(a) for a in registry}
     existing = set(context.instance.get_dynamic_partitions(authors_partitions.name))
     new_keys = sorted(k for k in current if k not in existing)
-    changed = sorted(k for k, fp in current.items() if seen.get(k) != fp)
-    if not new_keys and not changed:
+    # a missing partition is crawled even with a known fingerprint: the author was purged
+    # (partition deleted) and registered again with the same links
+    to_crawl = sorted({k for k, fp in current.items() if seen.get(k) != fp} | set(new_keys))
+    removed = sorted(k for k in seen if k not in current)
+    if removed:
+        # never deleted automatically (a bad edit must not destroy data); forgetting is explicit
+        context.log.info(
+            f"no longer registered, no longer crawled, data kept: {', '.join(removed)}. "
+            "To delete their data: `twin authors purge <id>` or the purge_author job."
+        )
+    if not to_crawl and not removed:
         return dg.SkipReason("author registry unchanged")
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
                 partition_key=k, run_key=f"{k}:{current[k]}:{evaluation}", tags={"twin/author": k}
             )
-            for k in changed
+            for k in to_crawl
         ],
         dynamic_partitions_requests=[authors_partitions.build_add_request(new_keys)]
         if new_keys
