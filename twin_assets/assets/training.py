@@ -16,6 +16,7 @@ from twin_assets.partitions import authors_partitions
 from twin_assets.training import registry
 from twin_assets.domain.documents import sha256_text
 from twin_assets.training.base_model import is_smoke_test_model, resolve_base_model
+from twin_assets.training.checkpoint_fingerprint import CheckpointNotFoundError, model_fingerprint
 from twin_assets.training.config import DPOTrainingConfig, SFTTrainingConfig
 from twin_assets.training.curves import curves_markdown
 from twin_assets.training.data import latest_dataset_version
@@ -40,7 +41,7 @@ GPU_OP_TAGS = {
 @dg.asset(
     group_name="training",
     kinds={"pytorch"},
-    code_version="base-1",
+    code_version="base-2",
     automation_condition=dg.AutomationCondition.on_missing(),
 )
 def base_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -51,27 +52,43 @@ def base_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     preference dataset (whose rejected answers the base model writes) and SFT see the same model
     in every run: otherwise the first run would differ from the next one only because the
     export happened in between.
+
+    Its data version is the CONTENT fingerprint of the checkpoint (weights, config, tokenizer,
+    chat template; see `checkpoint_fingerprint`): a base model replaced in place gets a new
+    version and the twins downstream retrain, while a re-materialization of unchanged files
+    keeps the version (and re-reads nothing: file hashes are cached by stat).
     """
     resolved = resolve_base_model(os.environ.get("TWIN_BASE_MODEL", ""))
-    config_file = Path(resolved) / "config.json"
-    local = config_file.is_file()
-    identity = config_file.read_text() if local else resolved
+    try:
+        fp = model_fingerprint(resolved)
+    except CheckpointNotFoundError as exc:
+        raise dg.Failure(str(exc), allow_retries=False) from exc
+    config_file = Path(fp.location) / "config.json"
+    local = Path(resolved).expanduser().exists()
     meta: dict = {
         "base_model": resolved,
         "local": local,
-        "smoke_test": is_smoke_test_model(resolved),
+        "smoke_test": is_smoke_test_model(resolved) if local else False,
+        "fingerprint": fp.digest,
+        "fingerprint_source": fp.source,
+        "fingerprint_files": fp.files,
+        "size_bytes": fp.total_bytes,
+        "rehashed_files": fp.rehashed_files,
+        "location": fp.location,
     }
-    if local:
-        cfg = json.loads(identity)
+    if fp.revision:
+        meta["hf_revision"] = fp.revision
+    if config_file.is_file():
+        cfg = json.loads(config_file.read_text())
         meta.update(
             architecture=", ".join(cfg.get("architectures", [])),
             hidden_size=cfg.get("hidden_size", 0),
             layers=cfg.get("num_hidden_layers", 0),
             vocab_size=cfg.get("vocab_size", 0),
         )
-    context.log.info(f"base model: {resolved}")
+    context.log.info(f"base model: {resolved} (fingerprint {fp.digest[:16]}, {fp.rehashed_files} files re-hashed)")
     return dg.MaterializeResult(
-        metadata=meta, data_version=dg.DataVersion(sha256_text(resolved, identity)[:32])
+        metadata=meta, data_version=dg.DataVersion(sha256_text(resolved, fp.digest)[:32])
     )
 
 

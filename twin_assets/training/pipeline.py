@@ -39,6 +39,26 @@ class Outcome:
     tracking: dict
 
 
+def _base_fingerprint(kind: str, base_path: str, sagemaker, log: Callable[[str], None]) -> str:
+    """Content fingerprint of the base checkpoint ("" where it cannot be had here).
+
+    DPO needs none: its version includes the SFT parent's, which already has it. A hub model
+    that only a SageMaker job will download (not cached here, hub unreachable) falls back to
+    its name, and says so; in-process training cannot run without the files anyway, so there
+    a missing checkpoint is an error."""
+    if kind != "sft":
+        return ""
+    from twin_assets.training.checkpoint_fingerprint import CheckpointNotFoundError, model_fingerprint
+
+    try:
+        return model_fingerprint(base_path).digest
+    except CheckpointNotFoundError as exc:
+        if sagemaker is not None and sagemaker.enabled:
+            log(f"base model {base_path} not available here ({exc}); versioning by its name only")
+            return ""
+        raise
+
+
 def train_and_register(
     *,
     kind: str,
@@ -56,11 +76,16 @@ def train_and_register(
     if kind == "dpo" and parent is None:
         raise ValueError("dpo needs a registered SFT model version to start from")
     base_label = base_model_label(base_cfg)
+    base_path = resolve_base_model(base_cfg)
+    base_fp = _base_fingerprint(kind, base_path, sagemaker, log)
     code_version = registry.training_code_version()
     cfg_dict = cfg.model_dump(mode="json")
     version = registry.model_version(
-        dataset_version=dataset_version, base_model=base_label, config=cfg_dict,
-        code_version=code_version, parent=parent.version if parent else "",
+        dataset_version=dataset_version,
+        # the weights' fingerprint, not just the name: a new checkpoint under the same name
+        # or path (a re-export, a fine-tuned base swapped in) is a new model version
+        base_model=f"{base_label}@{base_fp}" if base_fp else base_label,
+        config=cfg_dict, code_version=code_version, parent=parent.version if parent else "",
     )
     existing = registry.registered_card(artifacts, author, kind, version)
     if existing is not None:
@@ -70,7 +95,6 @@ def train_and_register(
 
     train_rows, eval_rows, dcard = load_rows(artifacts, author, dataset_kind, dataset_version)
     log(f"{kind}: {len(train_rows)} train / {len(eval_rows)} eval rows of {dataset_kind} dataset {dataset_version}")
-    base_path = resolve_base_model(base_cfg)
     use_sagemaker = sagemaker is not None and sagemaker.enabled
     work = Path(tempfile.mkdtemp(prefix=f"twin-{kind}-"))
     try:
@@ -124,7 +148,8 @@ def train_and_register(
                             "uri": artifacts.uri(f"datasets/{author}/{dataset_kind}/{dataset_version}"),
                             "generator": dcard.generator if dcard else "",
                             "source_hashes": len(dcard.source_hashes) if dcard else 0},
-                "base_model": {"configured": base_cfg or SMOLLM2_NAME, "resolved": base_path},
+                "base_model": {"configured": base_cfg or SMOLLM2_NAME, "resolved": base_path,
+                               "fingerprint": base_fp},
                 "parent": parent.version if parent else None,
             },
             chat_template_sha256=hashlib.sha256((result.chat_template or "").encode()).hexdigest(),
