@@ -91,3 +91,96 @@ def test_status_transitions_failed_and_stopped():
     assert [r.split(": ", 1)[1] for r in reports] == ["InProgress / Starting", "InProgress / Training", "Failed / Failed"]
     with pytest.raises(smj.TrainingJobError, match="stopped"):
         smj.wait_for_training_job(_FakeSM([("Stopped", "Stopped")]), "j", report=reports.append, sleep=lambda s: None)
+
+
+def _targz(members: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for info, data in members:
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
+    return tarfile.TarInfo(name), data
+
+
+RESULT = json.dumps({"kind": "sft", "metrics": {"train_loss": 1.25}, "method": "lora"}).encode()
+
+
+def test_model_artifact_is_streamed_to_disk_never_read_whole(sm_res, tmp_path, monkeypatch):
+    """A 12 MiB artifact (above boto3's multipart threshold) arrives through ranged, chunked
+    reads: any read of a whole S3 body (`.read()` with no size) or a big block fails the test."""
+    import os
+
+    from botocore.response import StreamingBody
+
+    s3 = sm_res.s3_client()
+    weights = os.urandom(12 * 1024 * 1024)  # incompressible: the .tar.gz stays ~12 MiB
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(_targz([_file("result.json", RESULT), _file("adapter/adapter_model.safetensors", weights)]))
+    s3.upload_file(str(archive), "twin-bucket", "jobs/j1/output/model.tar.gz")
+
+    cap = 8 * 1024 * 1024
+    reads: list[int] = []
+    real_read = StreamingBody.read
+
+    def capped_read(self, amt=None):
+        if amt is None or amt > cap:
+            raise AssertionError(f"S3 body read with amt={amt}: the artifact would be held in memory")
+        reads.append(amt)
+        return real_read(self, amt)
+
+    monkeypatch.setattr(StreamingBody, "read", capped_read)
+    target = tmp_path / "out" / "sagemaker"
+    result = smj.fetch_model_artifact(s3, "s3://twin-bucket/jobs/j1/output/model.tar.gz", target)
+    assert result["metrics"]["train_loss"] == 1.25
+    assert (target / "adapter" / "adapter_model.safetensors").read_bytes() == weights
+    assert len(reads) > 2  # many bounded chunks, not one body
+    assert sorted(p.name for p in target.parent.iterdir()) == ["sagemaker"]  # no staging left behind
+    # a second fetch replaces the first whole (no stale files from the previous artifact)
+    (target / "stale.txt").write_text("old")
+    s3.put_object(Bucket="twin-bucket", Key="jobs/j2/output/model.tar.gz", Body=_targz([_file("result.json", RESULT)]))
+    smj.fetch_model_artifact(s3, "s3://twin-bucket/jobs/j2/output/model.tar.gz", target)
+    assert sorted(p.name for p in target.iterdir()) == ["result.json"]
+
+
+def _link(name: str, target: str, *, hard: bool = False) -> tuple[tarfile.TarInfo, None]:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
+    info.linkname = target
+    return info, None
+
+
+@pytest.mark.parametrize("evil, why", [
+    ([_file("../evil", b"pwned")], "parent-directory path '../evil'"),
+    ([_file("adapter/../../evil", b"pwned")], "parent-directory path"),
+    ([_file("/tmp/evil", b"pwned")], "absolute path '/tmp/evil'"),
+    ([_link("adapter/escape", "../../../etc/passwd")], "leaves the artifact"),
+    ([_link("adapter/abs", "/etc/passwd", hard=True)], "leaves the artifact"),
+])
+def test_malicious_model_artifact_is_refused(sm_res, tmp_path, evil, why):
+    s3 = sm_res.s3_client()
+    s3.put_object(Bucket="twin-bucket", Key="jobs/evil/model.tar.gz",
+                  Body=_targz([_file("result.json", RESULT), *evil]))
+    target = tmp_path / "work" / "sagemaker"
+    with pytest.raises(smj.TrainingJobError, match=f"refusing to unpack model artifact s3://twin-bucket/jobs/evil/model.tar.gz: .*{why}"):
+        smj.fetch_model_artifact(s3, "s3://twin-bucket/jobs/evil/model.tar.gz", target)
+    assert not target.exists() and list((tmp_path / "work").iterdir()) == []  # staging removed
+    assert not (tmp_path / "evil").exists() and not (tmp_path / "work" / "evil").exists()
+
+
+def test_special_files_refused_internal_links_allowed(tmp_path):
+    fifo = tarfile.TarInfo("adapter/pipe")
+    fifo.type = tarfile.FIFOTYPE
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(_targz([_file("result.json", RESULT), (fifo, None)]))
+    with pytest.raises(smj.TrainingJobError, match="special file 'adapter/pipe'"):
+        smj.extract_tar_safely(archive, tmp_path / "a")
+    ok = tmp_path / "b.tar.gz"  # a tokenizer file linked within the artifact is legitimate
+    ok.write_bytes(_targz([_file("adapter/tokenizer.json", b"{}"), _link("adapter/tok.json", "tokenizer.json")]))
+    (tmp_path / "b").mkdir()
+    smj.extract_tar_safely(ok, tmp_path / "b")
+    assert (tmp_path / "b" / "adapter" / "tok.json").read_bytes() == b"{}"

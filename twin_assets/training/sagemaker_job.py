@@ -16,12 +16,14 @@ permissions for the role (S3 read/write on the prefix, CloudWatch Logs, ECR pull
 
 from __future__ import annotations
 
-import io
 import json
+import os
+import shutil
 import tarfile
+import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from twin_assets.settings import PROJECT_ROOT
@@ -34,27 +36,35 @@ class TrainingJobError(RuntimeError):
     pass
 
 
-def package_source() -> bytes:
-    """tar.gz of the importable project code (`twin_assets`, `resources`), no data or venv."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+def package_source(dest: Path) -> Path:
+    """Write a tar.gz of the importable project code (`twin_assets`, `resources`) to `dest`.
+
+    Written to a file, not memory, so that `upload_file` can stream it (multipart when big).
+    """
+    with tarfile.open(dest, mode="w:gz") as tar:
         for pkg in ("twin_assets", "resources"):
             for path in sorted((PROJECT_ROOT / pkg).rglob("*.py")):
                 if "__pycache__" in path.parts or "sample_data" in path.parts:
                     continue
                 tar.add(path, arcname=path.relative_to(PROJECT_ROOT).as_posix())
-    return buf.getvalue()
+    return dest
 
 
 def upload_inputs(s3, bucket: str, prefix: str, job_name: str, files: dict[str, dict[str, Path]]) -> dict[str, str]:
-    """Upload channel files (channel -> {name: local path}) plus the code; channel -> S3 URI."""
+    """Upload channel files (channel -> {name: local path}) plus the code; channel -> S3 URI.
+
+    Every upload goes through `upload_file` (boto3's managed transfer: streamed from disk,
+    multipart above its threshold), so dataset and adapter size never meets process memory.
+    """
     uris: dict[str, str] = {}
     base = f"{prefix.strip('/')}/{job_name}/input"
     for channel, named in files.items():
         for name, path in named.items():
             s3.upload_file(str(path), bucket, f"{base}/{channel}/{name}")
         uris[channel] = f"s3://{bucket}/{base}/{channel}/"
-    s3.put_object(Bucket=bucket, Key=f"{base}/code/source.tar.gz", Body=package_source())
+    with tempfile.TemporaryDirectory(prefix="twin-src-") as tmp:
+        source = package_source(Path(tmp) / "source.tar.gz")
+        s3.upload_file(str(source), bucket, f"{base}/code/source.tar.gz")
     uris["code"] = f"s3://{bucket}/{base}/code/"
     return uris
 
@@ -181,16 +191,78 @@ def wait_for_training_job(
     return desc
 
 
+def _check_member(member: tarfile.TarInfo) -> None:
+    """Refuse names that could land outside the target, before `filter="data"` sees them.
+
+    The data filter alone would strip a leading "/" and extract `/etc/x` as `etc/x`; an
+    artifact carrying such names was not written by our entry point, so it is refused whole.
+    """
+    name = member.name
+    if name.startswith("/") or PurePosixPath(name).is_absolute() or Path(name).is_absolute():
+        raise TrainingJobError(f"absolute path {name!r}")
+    if ".." in PurePosixPath(name).parts:
+        raise TrainingJobError(f"parent-directory path {name!r}")
+    if member.issym() or member.islnk():
+        link = PurePosixPath(member.linkname)
+        if link.is_absolute() or ".." in link.parts:
+            raise TrainingJobError(f"link {name!r} -> {member.linkname!r} leaves the artifact")
+    if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
+        raise TrainingJobError(f"special file {name!r}")
+
+
+def extract_tar_safely(archive: Path, target_dir: Path) -> None:
+    """Unpack a tar(.gz) from disk, streamed member by member, into `target_dir`.
+
+    Each member is checked (`_check_member`) before it is extracted with tarfile's "data"
+    filter (Python >= 3.11.4), which also rejects links resolving outside the target and
+    drops ownership and unsafe permission bits. One decompression pass; on a refusal the
+    members already written stay, so callers unpack into a staging directory they discard.
+    """
+    if not hasattr(tarfile, "data_filter"):  # pragma: no cover - Python < 3.11.4
+        raise TrainingJobError("unpacking model artifacts safely needs Python >= 3.11.4 (tarfile filter='data')")
+    with tarfile.open(archive, mode="r:*") as tar:
+        for member in tar:
+            _check_member(member)
+            tar.extract(member, target_dir, filter="data")
+
+
 def fetch_model_artifact(s3, s3_uri: str, target_dir: Path) -> dict:
-    """Download and unpack the job's model.tar.gz; return its result.json."""
-    if not s3_uri.startswith("s3://"):
+    """Download and unpack the job's model.tar.gz into `target_dir`; return its result.json.
+
+    Streamed end to end: boto3's managed download writes the object to a temp file next to
+    the target (ranged GETs, never the whole body in memory), the archive is unpacked from
+    disk into a temp directory, and that directory is renamed into place only when complete,
+    so a failed or refused artifact leaves `target_dir` as it was.
+    """
+    if not s3_uri.startswith("s3://") or "/" not in s3_uri[5:]:
         raise TrainingJobError(f"unexpected model artifact URI: {s3_uri}")
     bucket, key = s3_uri[5:].split("/", 1)
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    target_dir.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
-        tar.extractall(target_dir, filter="data")
-    result = target_dir / "result.json"
-    if not result.exists():
-        raise TrainingJobError(f"model artifact {s3_uri} has no result.json: not produced by the twin entry point")
-    return json.loads(result.read_text())
+    target_dir = Path(target_dir)
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
+    size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    free = shutil.disk_usage(target_dir.parent).free
+    if size > free:
+        raise TrainingJobError(f"model artifact {s3_uri} is {size} bytes, only {free} free in {target_dir.parent}")
+    staging = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
+    try:
+        archive = staging / "model.tar.gz"
+        s3.download_file(bucket, key, str(archive))
+        unpacked = staging / "unpacked"
+        unpacked.mkdir()
+        try:
+            extract_tar_safely(archive, unpacked)
+        except (TrainingJobError, tarfile.TarError, EOFError) as exc:  # EOFError: truncated gzip
+            raise TrainingJobError(f"refusing to unpack model artifact {s3_uri}: {exc}") from exc
+        archive.unlink()
+        result = unpacked / "result.json"
+        if not result.is_file():
+            raise TrainingJobError(
+                f"model artifact {s3_uri} has no result.json: not produced by the twin entry point")
+        payload = json.loads(result.read_text())
+        if target_dir.exists():  # a previous fetch: swap it out, then drop it
+            old = staging / "previous"
+            os.replace(target_dir, old)
+        os.replace(unpacked, target_dir)
+        return payload
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
