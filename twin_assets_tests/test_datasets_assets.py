@@ -80,6 +80,15 @@ def test_offline_build_is_versioned_and_stable(filled, instance, tmp_path):
         assert len(test_docs) == full["documents"]["test"]
         assert not test_docs & {r.source_document_id for r in storage.load_split(
             artifacts, AUTHOR, kind, card["version"], "train")}
+    # both datasets hold out the same documents: one assignment, recorded in both cards
+    cards = {k: storage.load_card(artifacts, AUTHOR, k) for k in ("instruction", "preference")}
+    assignments = {k: c.split.assignment for k, c in cards.items()}
+    assert assignments["instruction"] == assignments["preference"]
+    assert assignments["instruction"].test_document_ids
+    agree = {k: v.value for m in (ins, pref) for k, v in m.metadata.items()
+             if k.startswith("split_params_match_")}
+    assert list(agree.values()) == [True]  # whichever was written second compared itself
+    assert ins.metadata["split_assignment"].value == pref.metadata["split_assignment"].value
     leak = next(e for e in result.get_asset_check_evaluations()
                 if e.check_name == "no_train_test_leakage")
     assert leak.metadata["shared_documents"].value == 0
@@ -107,6 +116,11 @@ def test_offline_build_is_versioned_and_stable(filled, instance, tmp_path):
         "week after it.")])
     m3 = _mat(_run([instruction_dataset], resources, instance), "instruction_dataset")
     assert m3.metadata["version"].value != v_ins
+
+    # a preference config with another split is flagged: it may hold out other documents
+    m4 = _mat(_run([preference_dataset], resources, instance, {**CONFIG, "test_fraction": 0.3}),
+              "preference_dataset")
+    assert m4.metadata["split_params_match_instruction"].value is False
 
 
 def test_assets_use_the_configured_llm(filled, instance, tmp_path):

@@ -52,10 +52,11 @@ from twin_assets.datasets.reporting import (
     length_markdown,
     preview_markdown,
 )
+from twin_assets.datasets.splitting import SplitParams
 from twin_assets.domain.datasets import DatasetCard
 from twin_assets.partitions import authors_partitions
 
-CODE_VERSION = "datasets-2"  # 2: train/test split by source document
+CODE_VERSION = "datasets-3"  # 2: split by source document; 3: one document assignment for both
 CLEANED_DOCUMENTS = dg.AssetKey("cleaned_documents")
 
 ON_CLEANED_DATA_CHANGE = (
@@ -73,21 +74,31 @@ CHECK_EMPTY = "no_empty_fields"
 CHECK_MIN_SIZE = "minimum_training_size"
 
 
+_SPLIT = SplitParams()  # one set of split defaults for both assets
+
+
 class DatasetConfig(dg.Config):
-    """Funnel parameters, overridable in the launchpad."""
+    """Funnel parameters, overridable in the launchpad. `test_fraction` and `seed` decide which
+    cleaned documents are held out, before the funnel; both datasets of an author hold out the
+    same documents only while these two are equal in both assets' configs (the defaults are
+    shared, and each version's metadata says whether it matches the other dataset)."""
 
     min_chars: int = Field(default=200, description="Shortest extract/answer kept (chars).")
     max_chars: int = Field(default=2000, description="Longest extract (chars); cuts on paragraphs/sentences.")
     min_words: int = Field(default=30, description="Fewest words in a prose answer.")
     languages: list[str] = Field(default=["en"], description="Allowed languages (empty: any).")
     near_dup_threshold: float = Field(default=0.7, description="MinHash Jaccard threshold.")
-    test_fraction: float = Field(default=0.1, description="Held-out share per category.")
+    test_fraction: float = Field(
+        default=_SPLIT.test_fraction,
+        description="Held-out share of each category's words, as whole documents. Keep equal "
+        "in instruction_dataset and preference_dataset: they then hold out the same documents.")
     decontamination_ngram: int = Field(default=8, description="n of the word n-gram overlap test.")
     quality_threshold: float = Field(default=0.45, description="Minimum quality score (0..1).")
     use_llm_judge: bool = Field(default=True, description="Judge quality with the LLM when configured.")
     max_rows: int = Field(default=0, description="Cap on generated rows (LLM cost); 0 = none.")
     min_train_rows: int = Field(default=20, description="Minimum training rows (blocking check).")
-    seed: int = Field(default=0, description="Seed of the split and offline templates.")
+    seed: int = Field(default=_SPLIT.seed, description="Seed of the split and offline templates "
+                      "(keep equal in both dataset assets, like test_fraction).")
     push_to_hub: bool = Field(default=True, description="Push to the HF Hub when HF_TOKEN and TWIN_HF_REPO are set.")
 
     def curation(self) -> dict:
@@ -96,7 +107,7 @@ class DatasetConfig(dg.Config):
             filters=FilterParams(min_chars=self.min_chars, max_chars=self.max_chars * 2,
                                  min_words=self.min_words, languages=self.languages),
             near_dup_threshold=self.near_dup_threshold,
-            test_fraction=self.test_fraction,
+            split=SplitParams(test_fraction=self.test_fraction, seed=self.seed),
             decontamination_ngram=self.decontamination_ngram,
             quality_threshold=self.quality_threshold,
             use_llm_judge=self.use_llm_judge,
@@ -178,7 +189,7 @@ def _publish(
                         "dropped": built.funnel.dropped, "code_version": CODE_VERSION},
             source_hashes=built.source_hashes,
         )
-        saved = storage.save_dataset(artifacts, card, splits)
+        saved = storage.save_dataset(artifacts, card, splits, assignment=built.split)
         card, written = saved.card, saved.written
         if written and config.push_to_hub:
             repo = storage.push_to_hub(kind, splits, card)
@@ -203,6 +214,7 @@ def _publish(
         "source_documents": len(card.source_hashes),
         "documents_per_split": card.documents or {},
         "categories_without_test": card.split.categories_without_test if card.split else {},
+        **_split_agreement(context, kind, author_id, card, artifacts),
         "dagster/row_count": card.counts.get("train", 0) + card.counts.get("test", 0),
     }
     for prefix, usage in usages:
@@ -215,6 +227,30 @@ def _publish(
             kind, author_id, card, artifacts, config.min_train_rows, config.decontamination_ngram
         ),
     )
+
+
+def _split_agreement(
+    context: dg.AssetExecutionContext, kind: str, author_id: str, card: DatasetCard,
+    artifacts: ArtifactStoreResource,
+) -> dict:
+    """Whether this version's split parameters match the other dataset's latest version: only
+    then do both hold out the same documents (a document evaluated as unseen must not be a DPO
+    training document). A mismatch is a configuration error, logged loudly."""
+    other_kind = "preference" if kind == "instruction" else "instruction"
+    assignment = card.split.assignment if card.split else None
+    out: dict = {"split_assignment": assignment.fingerprint if assignment else ""}
+    other = storage.load_card(artifacts, author_id, other_kind)
+    if other is None:
+        return out
+    match = other.parameters.get("split") == card.parameters.get("split")
+    out[f"split_params_match_{other_kind}"] = match
+    if not match:
+        context.log.warning(
+            f"{kind} split parameters {card.parameters.get('split')} differ from the latest "
+            f"{other_kind} dataset's {other.parameters.get('split')}: the two may hold out "
+            "different documents; set test_fraction and seed equal in both assets' configs"
+        )
+    return out
 
 
 def _check_specs(key: str) -> list[dg.AssetCheckSpec]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from twin_assets.datasets import curation as cur
+from twin_assets.datasets.splitting import documents_by_split
 
 ANSWER_FIELD = {"instruction": "output", "preference": "chosen"}
 PROMPT_FIELD = {"instruction": "instruction", "preference": "prompt"}
@@ -23,7 +24,7 @@ def check_leakage(kind: str, train: list, test: list, ngram: int = 8) -> CheckOu
     decontamination criterion)."""
     answer = ANSWER_FIELD[kind]
     shared_ids = {r.id for r in train} & {r.id for r in test}
-    docs = cur.documents_by_split({"train": train, "test": test})
+    docs = documents_by_split({"train": train, "test": test})
     shared_docs = sorted(docs["train"] & docs["test"])
     test_hashes = {cur.content_hash(getattr(r, answer)) for r in test}
     same_answer = sum(1 for r in train if cur.content_hash(getattr(r, answer)) in test_hashes)

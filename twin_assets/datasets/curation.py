@@ -3,11 +3,12 @@ dropped the rest (the counts become the funnel in the card and the asset metadat
 
 Order (see `twin_assets.datasets.instruction.build_instruction_rows`): rule filter -> exact de-dup
 -> near de-dup -> instruction generation -> quality -> split -> decontamination. De-duplication
-runs on the author's text before any LLM call (no tokens spent on duplicates); the split comes
-before decontamination so that the held-out split stays untouched and only *train* rows that share
-n-grams with it are dropped. The split's unit is the source document (`split_by_document`): all
-rows cut from one document sit on the same side, so test never scores recall of an article whose
-other sections were trained on; decontamination then catches quoting *across* documents.
+runs on the author's text before any LLM call (no tokens spent on duplicates). Which documents
+are held out is decided before all of this, from the cleaned documents alone
+(`twin_assets.datasets.splitting`), so that both datasets of an author agree on it; the "split"
+stage only puts each surviving row on its document's side. Decontamination comes after it so
+that the held-out split stays untouched and only *train* rows that share n-grams with it are
+dropped: with whole documents held out, it catches quoting *across* documents.
 
 Stages are generic over the item type: they take a `text` accessor (the field judged) and read
 `.id` and `.category` from the items, so extracts, instruction rows and preference rows share them.
@@ -26,7 +27,6 @@ from typing import Generic, TypeVar
 from datasketch import MinHash, MinHashLSH
 from pydantic import BaseModel, Field
 
-from twin_assets.domain.datasets import SplitSummary
 from twin_assets.domain.documents import Category
 
 T = TypeVar("T")
@@ -278,226 +278,7 @@ def quality_filter(
     return StageResult("quality", kept, Counter({"low_quality": len(items) - len(kept)}))
 
 
-# -- 5. split ------------------------------------------------------------------------------------
-
-
-def split_key(item_id: str, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{item_id}".encode()).hexdigest()
-
-
-def source_document(item: object) -> str:
-    """The id of the document an item was cut from: `source_document_id` on dataset rows,
-    `document_id` on extracts. An item without one is an error, not a document of its own: a
-    silent fallback to the row id would bring back exactly the leak the document split prevents."""
-    for name in ("source_document_id", "document_id"):
-        value = getattr(item, name, None)
-        if value:
-            return str(value)
-    raise ValueError(
-        f"{type(item).__name__} {getattr(item, 'id', '?')!r} has no source document id: "
-        "the train/test split groups rows by the document they come from"
-    )
-
-
-class CategorySplit(BaseModel):
-    """How one category was split, and why its test part is empty or short when it is."""
-
-    documents: int
-    rows: int
-    target_test_rows: int
-    test_documents: int = 0
-    test_rows: int = 0
-    note: str = ""  # set when the category has no test rows: the reason
-
-
-class SplitReport(BaseModel):
-    unit: str = "document"
-    test_fraction: float
-    seed: int
-    documents: dict[str, int] = Field(default_factory=dict)  # per split
-    rows: dict[str, int] = Field(default_factory=dict)  # per split
-    test_document_ids: list[str] = Field(default_factory=list)
-    categories: dict[str, CategorySplit] = Field(default_factory=dict)
-
-    @property
-    def categories_without_test(self) -> dict[str, str]:
-        return {c: s.note for c, s in self.categories.items() if not s.test_rows}
-
-
-@dataclass
-class SplitResult(Generic[T]):
-    train: list[T]
-    test: list[T]
-    report: SplitReport
-
-
-def no_test_reason(
-    n_documents: int, n_rows: int, test_fraction: float, min_per_category: int,
-    max_test_share: float, documents_too_large: bool = False,
-) -> str:
-    """Why a category gets no test rows ('' when it should get some)."""
-    if test_fraction == 0:
-        return "test_fraction is 0"
-    if n_rows < min_per_category:
-        return (f"{n_rows} row{'' if n_rows == 1 else 's'}, fewer than "
-                f"min_test_per_category={min_per_category}: all in train")
-    if n_documents == 1:
-        return f"a single document ({n_rows} rows): held whole in train, nothing to test on"
-    if documents_too_large:
-        return (f"{n_documents} documents, each larger than {max_test_share:.0%} of the "
-                f"category's {n_rows} rows: all in train")
-    return ""
-
-
-def _choose_test_documents(
-    docs: list[tuple[str, int]], target: int, cap: int
-) -> list[str]:
-    """Documents (already in hash order, with their row counts) that make up the test part.
-
-    Walk the hash order and take a document when it brings the test row count strictly closer
-    to `target` (its size is below twice what is still missing), skipping those that would
-    overshoot by more than they help: plain "take documents until the quota is reached" lets one
-    large document first in hash order (a repository cut into 40 functions) turn a 10 % target
-    into a 60 % test set. When no document is small enough, the smallest one (hash order breaks
-    ties) is taken so that the category still gets a test part, but never beyond `cap` rows and
-    never the last document: train keeps at least one whole document."""
-    chosen: list[str] = []
-    taken = 0
-    for doc, n in docs:
-        if taken >= target or len(chosen) == len(docs) - 1:
-            break
-        if abs(taken + n - target) < abs(taken - target) and taken + n <= cap:
-            chosen.append(doc)
-            taken += n
-    if not chosen and target > 0 and len(docs) > 1:
-        doc, n = min(docs, key=lambda d: d[1])  # min() keeps the first (hash order) of ties
-        if n <= cap:
-            chosen.append(doc)
-    return chosen
-
-
-def split_by_document(
-    items: Sequence[T],
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    min_per_category: int = 5,
-    document: Callable[[T], str] = source_document,
-    max_test_share: float = 0.5,
-) -> SplitResult[T]:
-    """Train/test split whose unit is the source document, stratified by category.
-
-    Why documents and not rows: the extracts of one article are sections of the same argument
-    in the same words; with a row-level split, test would measure how well the model recalls
-    the rest of an article it was trained on. Here every row of a document lands on one side.
-
-    Within each category, documents are ordered by sha256(seed, document id) - no RNG, so
-    re-runs split identically whatever the input order, and a new document only shifts the
-    boundary around its own place in that order. The test target is round(test_fraction *
-    rows), at least 1 once the category has `min_per_category` rows (as the row-level split
-    guaranteed), and documents are taken by `_choose_test_documents` until it is met as closely
-    as whole documents allow; the test part never exceeds `max_test_share` of the category's
-    rows and train always keeps at least one document.
-
-    Small authors: a category with a single document (one repository, one article) goes
-    entirely to train - its test part would otherwise be *all* of it - and the report's
-    `note` says so, as it does for a category below `min_per_category` rows or one whose
-    documents are all too large to hold out. A document's rows are stratified under the
-    category most of them carry (a document has one category in this domain).
-    """
-    if not 0 <= test_fraction < 1:
-        raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
-    if not 0 < max_test_share <= 1:
-        raise ValueError(f"max_test_share must be in (0, 1], got {max_test_share}")
-    by_doc: dict[str, list[T]] = {}
-    for item in items:
-        by_doc.setdefault(document(item), []).append(item)
-    by_cat: dict[str, list[str]] = {}
-    for doc, rows in by_doc.items():
-        cats = Counter(str(getattr(r, "category")) for r in rows)
-        cat = min(cats, key=lambda c: (-cats[c], c))
-        by_cat.setdefault(cat, []).append(doc)
-
-    report = SplitReport(test_fraction=test_fraction, seed=seed)
-    test_docs: set[str] = set()
-    for cat in sorted(by_cat):
-        docs = sorted(by_cat[cat], key=lambda d: (split_key(d, seed), d))
-        sized = [(d, len(by_doc[d])) for d in docs]
-        n_rows = sum(n for _, n in sized)
-        note = no_test_reason(len(docs), n_rows, test_fraction, min_per_category, max_test_share)
-        target = 0 if note else max(1, round(test_fraction * n_rows))
-        chosen = _choose_test_documents(sized, target, int(max_test_share * n_rows))
-        if target and not chosen:
-            note = no_test_reason(len(docs), n_rows, test_fraction, min_per_category,
-                                  max_test_share, documents_too_large=True)
-        test_docs.update(chosen)
-        report.categories[cat] = CategorySplit(
-            documents=len(docs), rows=n_rows, target_test_rows=target,
-            test_documents=len(chosen), test_rows=sum(len(by_doc[d]) for d in chosen), note=note,
-        )
-
-    train = [i for i in items if document(i) not in test_docs]
-    test = [i for i in items if document(i) in test_docs]
-    report.documents = {"train": len(by_doc) - len(test_docs), "test": len(test_docs)}
-    report.rows = {"train": len(train), "test": len(test)}
-    report.test_document_ids = sorted(test_docs)
-    return SplitResult(train, test, report)
-
-
-def stratified_split(
-    items: Sequence[T],
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    min_per_category: int = 5,
-) -> tuple[list[T], list[T]]:
-    """(train, test) of `split_by_document`, in the input order."""
-    r = split_by_document(items, test_fraction, seed, min_per_category)
-    return r.train, r.test
-
-
-def documents_by_split(splits: dict[str, Sequence[object]]) -> dict[str, set[str]]:
-    return {name: {source_document(r) for r in rows} for name, rows in splits.items()}
-
-
-def summarise_split(
-    train: Sequence[object],
-    test: Sequence[object],
-    test_fraction: float = 0.1,
-    min_per_category: int = 5,
-    max_test_share: float = 0.5,
-) -> SplitSummary:
-    """The split as stored (after decontamination), by category and document: what the card
-    reports. A category without test rows gets the reason the split would give for it."""
-    cats: dict[str, dict[str, int]] = {}
-    docs: dict[str, dict[str, set[str]]] = {}
-    for name, rows in (("train", train), ("test", test)):
-        for r in rows:
-            cat = str(getattr(r, "category"))
-            c = cats.setdefault(cat, {"train_rows": 0, "test_rows": 0,
-                                      "train_documents": 0, "test_documents": 0})
-            c[f"{name}_rows"] += 1
-            docs.setdefault(cat, {"train": set(), "test": set()})[name].add(source_document(r))
-    for cat, c in cats.items():
-        c["train_documents"] = len(docs[cat]["train"])
-        c["test_documents"] = len(docs[cat]["test"])
-    without_test = {}
-    for cat, c in sorted(cats.items()):
-        if c["test_rows"]:
-            continue
-        n_docs = len(docs[cat]["train"])
-        n_rows = c["train_rows"]
-        without_test[cat] = no_test_reason(
-            n_docs, n_rows, test_fraction, min_per_category, max_test_share
-        ) or no_test_reason(n_docs, n_rows, test_fraction, min_per_category, max_test_share,
-                            documents_too_large=True)
-    by_split = documents_by_split({"train": train, "test": test})
-    return SplitSummary(
-        categories=dict(sorted(cats.items())),
-        categories_without_test=without_test,
-        shared_documents=len(by_split["train"] & by_split["test"]),
-    )
-
-
-# -- 6. decontamination --------------------------------------------------------------------------
+# -- 5. decontamination (after the split, see `twin_assets.datasets.splitting`) -------------
 
 
 def contamination_index(texts: Iterable[str], n: int) -> set[tuple[str, ...]]:

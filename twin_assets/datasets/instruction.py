@@ -15,7 +15,8 @@ from resources.llm import TextGenerator
 from twin_assets.datasets import curation as cur
 from twin_assets.datasets.extracts import Extract, ExtractParams, extract_all
 from twin_assets.datasets.offline import offline_instruction
-from twin_assets.domain.datasets import InstructionRow
+from twin_assets.datasets.splitting import SplitParams, assign_documents, split_key, split_rows
+from twin_assets.domain.datasets import DocumentSplit, InstructionRow
 from twin_assets.domain.documents import Category
 from twin_assets.domain.features import CleanedDocument
 
@@ -28,9 +29,9 @@ class CurationParams(BaseModel):
     near_dup_threshold: float = 0.7
     minhash_num_perm: int = 128
     minhash_shingle: int = 5
-    test_fraction: float = 0.1  # of each category's rows, met with whole documents
-    min_test_per_category: int = 5  # rows a category needs before any of it is held out
-    max_test_share: float = 0.5  # a category's test part never takes more of its rows
+    # which documents are held out: decided from the cleaned documents before the funnel, the
+    # same for both datasets when this is equal (see twin_assets.datasets.splitting)
+    split: SplitParams = Field(default_factory=SplitParams)
     decontamination_ngram: int = 8
     decontamination_max_shared: int = 0
     quality_threshold: float = 0.45
@@ -96,7 +97,7 @@ def curate_extracts(
     funnel.record(r.name, len(r.kept), r.dropped)
     kept = r.kept
     if params.max_rows and len(kept) > params.max_rows:
-        kept = sorted(kept, key=lambda e: cur.split_key(e.id, params.seed))[: params.max_rows]
+        kept = sorted(kept, key=lambda e: split_key(e.id, params.seed))[: params.max_rows]
         kept = sorted(kept, key=lambda e: (e.document_id, e.id))
         funnel.record("max_rows", len(kept), {"over_cap": len(r.kept) - len(kept)})
     return kept
@@ -173,15 +174,13 @@ def score_rows(
 
 
 def split_and_decontaminate(
-    rows: list, params: CurationParams, funnel: Funnel, answer_field: str
-) -> tuple[list, list, cur.SplitReport]:
-    """Document-level split (every row of a source document on one side), then 8-gram
-    decontamination of train against test: with whole documents held out, what it still catches
-    is one document quoting another (a post quoting an article, a README pasted into a post)."""
-    split = cur.split_by_document(
-        rows, params.test_fraction, params.seed, params.min_test_per_category,
-        max_test_share=params.max_test_share,
-    )
+    rows: list, assignment: DocumentSplit, params: CurationParams, funnel: Funnel,
+    answer_field: str,
+) -> tuple[list, list]:
+    """Every row to its document's side of the shared assignment, then 8-gram decontamination
+    of train against test: with whole documents held out, what it still catches is one document
+    quoting another (a post quoting an article, a README pasted into a post)."""
+    split = split_rows(rows, assignment)
     train, test = split.train, split.test
     funnel.record("split", len(train) + len(test))
     r = cur.decontaminate(
@@ -191,7 +190,7 @@ def split_and_decontaminate(
     funnel.record(r.name, len(r.kept) + len(test), r.dropped)
     funnel.record("train", len(r.kept))
     funnel.record("test", len(test))
-    return r.kept, test, split.report
+    return r.kept, test
 
 
 class BuiltDataset(BaseModel):
@@ -201,14 +200,17 @@ class BuiltDataset(BaseModel):
     generator: str
     scorer: str = ""
     source_hashes: list[str]
-    split: cur.SplitReport | None = None  # as the split made it, before decontamination
+    split: DocumentSplit | None = None  # the document assignment the rows were split by
 
 
 def build_instruction_rows(
     docs: list[CleanedDocument], generator: TextGenerator, params: CurationParams | None = None
 ) -> BuiltDataset:
-    """The whole instruction funnel for one author's cleaned documents."""
+    """The whole instruction funnel for one author's cleaned documents. The held-out documents
+    are assigned first, from the documents alone, so the preference dataset (same call, same
+    `params.split`) holds out the same ones whatever either funnel drops."""
     params = params or CurationParams()
+    assignment = assign_documents(docs, params.split)
     funnel = Funnel()
     extracts = curate_extracts(docs, params, funnel)
     pairs = generate_instructions(extracts, generator, params, funnel)
@@ -224,7 +226,7 @@ def build_instruction_rows(
         for e, instruction in pairs
     ]
     rows, scorer = score_rows(rows, generator, params, funnel)
-    train, test, split = split_and_decontaminate(rows, params, funnel, "output")
+    train, test = split_and_decontaminate(rows, assignment, params, funnel, "output")
     return BuiltDataset(
         train=train,
         test=test,
@@ -232,5 +234,5 @@ def build_instruction_rows(
         generator=generator.name,
         scorer=scorer,
         source_hashes=sorted({d.content_hash for d in docs}),
-        split=split,
+        split=assignment,
     )

@@ -27,6 +27,7 @@ from twin_assets.datasets.instruction import (
     split_and_decontaminate,
 )
 from twin_assets.datasets.offline import offline_generic_answer
+from twin_assets.datasets.splitting import assign_documents
 from twin_assets.domain.datasets import PreferenceRow
 from twin_assets.domain.documents import Category
 from twin_assets.domain.features import CleanedDocument
@@ -158,9 +159,12 @@ def build_preference_rows(
     params: PreferenceParams | None = None,
 ) -> BuiltDataset:
     """The preference funnel: same extracts and prompts as the instruction dataset (so the two
-    datasets agree on what was asked), then rejected answers, pair filters, the same document-level
-    split as the instruction dataset (all pairs of one document on one side), decontamination."""
+    datasets agree on what was asked), then rejected answers, pair filters, the split,
+    decontamination. The held-out documents are assigned from the cleaned documents before the
+    funnel, exactly as `build_instruction_rows` does: with equal `params.split`, a document held
+    out for evaluation is never a DPO training document, whichever pairs the filters drop."""
     params = params or PreferenceParams()
+    assignment = assign_documents(docs, params.split)
     funnel = Funnel()
     extracts = curate_extracts(docs, params, funnel)
     pairs = generate_instructions(extracts, prompt_generator, params, funnel)
@@ -168,7 +172,7 @@ def build_preference_rows(
     sources = {d.id: document_texts(d) for d in docs}
     r = preference_filter(rows, sources, params)
     funnel.record(r.name, len(r.kept), r.dropped)
-    train, test, split = split_and_decontaminate(r.kept, params, funnel, "chosen")
+    train, test = split_and_decontaminate(r.kept, assignment, params, funnel, "chosen")
     name = rejected_source if rejected_generator is None else f"{rejected_source}:{rejected_generator.name}"
     return BuiltDataset(
         train=train,
@@ -176,5 +180,5 @@ def build_preference_rows(
         funnel=funnel,
         generator=f"prompts={prompt_generator.name}; rejected={name}",
         source_hashes=sorted({d.content_hash for d in docs}),
-        split=split,
+        split=assignment,
     )

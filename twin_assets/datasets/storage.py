@@ -21,8 +21,8 @@ import datasets as hfds
 from pydantic import BaseModel
 
 from resources.artifacts import ArtifactStoreResource
-from twin_assets.datasets import curation as cur
-from twin_assets.domain.datasets import DatasetCard, InstructionRow, PreferenceRow
+from twin_assets.datasets.splitting import documents_by_split, summarise_split
+from twin_assets.domain.datasets import DatasetCard, DocumentSplit, InstructionRow, PreferenceRow
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
@@ -95,28 +95,26 @@ def save_dataset(
     artifacts: ArtifactStoreResource,
     card: DatasetCard,
     splits: dict[str, list[BaseModel]],
+    assignment: DocumentSplit | None = None,
 ) -> SaveResult:
     """Write a version (unless it exists) and point `latest` at it. Counts, documents per split
     and the split summary are derived here from the rows being written, so the card describes
-    what is stored (they are not part of the version hash: the rows already determine them)."""
+    what is stored (they are not part of the version hash: the rows already determine them);
+    `assignment`, the document split the rows were divided by, goes into the summary."""
     key = version_key(card.author_id, card.kind, card.version)
     if artifacts.exists(f"{key}/card.json"):
         existing = DatasetCard.model_validate(artifacts.get_json(f"{key}/card.json"))
         artifacts.write_alias(dataset_key(card.author_id, card.kind), "latest", card.version)
         return SaveResult(version=card.version, uri=existing.uri, written=False, card=existing)
-    documents = cur.documents_by_split({s: splits.get(s, []) for s in SPLITS})
-    params = card.parameters
+    documents = documents_by_split({s: splits.get(s, []) for s in SPLITS})
     card = card.model_copy(
         update={
             "uri": artifacts.uri(key),
             "created_at": card.created_at or datetime.now(timezone.utc).isoformat(),
             "counts": {s: len(splits.get(s, [])) for s in SPLITS},
             "documents": {s: len(documents[s]) for s in SPLITS},
-            "split": cur.summarise_split(
-                splits.get("train", []), splits.get("test", []),
-                test_fraction=params.get("test_fraction", 0.1),
-                min_per_category=params.get("min_test_per_category", 5),
-                max_test_share=params.get("max_test_share", 0.5),
+            "split": summarise_split(
+                splits.get("train", []), splits.get("test", []), assignment
             ),
         }
     )
