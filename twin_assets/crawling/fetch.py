@@ -5,6 +5,19 @@ host is rate limited, pages over `max_page_bytes` are refused (Content-Length fi
 bytes actually received), and transient failures (timeouts, 5xx, 429, dropped connections) are
 retried with exponential backoff while 4xx fail at once.
 
+Both paths also connect through one guarded httpx client (`safety.GuardedTransport`), which
+checks the address it actually dials, so DNS rebinding cannot slip a private address in between
+the URL check and the connection. Chromium therefore never touches the network for http(s)
+itself: every request it makes is intercepted and fetched by that client (not by Playwright's
+`route.fetch`, which would resolve the name again on its own), and the response is handed back
+with `route.fulfill`. Playwright does not route the hops of a redirect that Chromium follows by
+itself, so Chromium is never left to follow one: redirects of sub-resources and frames are
+followed by the client (each hop checked), and a redirect of the page itself is re-navigated
+hop by hop by `PageFetcher`. WebSockets, which the request route does not see, are refused
+outright, and Chromium's own resolver is switched off (`CHROMIUM_ARGS`; browsers handed to
+`PageFetcher` must come from `launch_browser`) so that anything that still escapes
+interception resolves to nothing, IP literals included.
+
 One `PageFetcher` is opened per crawl of an author: it starts Chromium lazily, the first time a
 page needs rendering, and closes it on exit; each page gets its own short-lived browser context.
 """
@@ -28,7 +41,13 @@ from twin_assets.crawling.errors import (
     NoContent,
     TooLarge,
 )
-from twin_assets.crawling.safety import AllowList, DomainRateLimiter, check_web_url, with_retries
+from twin_assets.crawling.safety import (
+    AllowList,
+    DomainRateLimiter,
+    GuardedTransport,
+    check_web_url,
+    with_retries,
+)
 from twin_assets.crawling.settings import CrawlSettings
 
 CHROMIUM_ARGS = [
@@ -41,11 +60,30 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # Every http(s) request is fulfilled by the guarded client, so Chromium needs no resolver of
+    # its own; with none, a connection that escapes interception has nowhere to go.
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--dns-prefetch-disable",
 ]
 HEAVY_RESOURCES = frozenset({"image", "font", "media"})
 # Schemes that never reach the network from the browser; everything else is checked.
 _LOCAL_SCHEMES = ("data:", "blob:", "about:")
 _HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
+# A sub-resource (script, stylesheet, XHR) may be bigger than a page of text (JS bundles are),
+# but is still buffered in memory before Chromium gets it, so it is capped too.
+SUBRESOURCE_SIZE_FACTOR = 4
+# Connection-level headers belong to one hop and are set again by httpx for its own connection;
+# Accept-Encoding is replaced by what httpx can decode (the body goes to Chromium decoded).
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+                         "proxy-connection", "te", "trailer", "trailers", "transfer-encoding",
+                         "upgrade", "host", "content-length"})
+_DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"accept-encoding"}
+_DROPPED_RESPONSE_HEADERS = _HOP_BY_HOP | {"content-encoding"}
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.hostname, parts.port
 
 
 @dataclass
@@ -98,6 +136,8 @@ class PageFetcher:
         if self._client is None:
             t = self.settings.page_timeout_s
             self._client = httpx.Client(
+                # Connects only to addresses that pass the SSRF rules, checked at connect time.
+                transport=GuardedTransport(self.allow),
                 follow_redirects=False,  # every hop is re-checked by hand
                 timeout=httpx.Timeout(t, connect=min(t, 10.0)),
                 headers={"User-Agent": self.settings.user_agent,
@@ -169,16 +209,7 @@ class PageFetcher:
                     ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
                     if ctype and not ctype.startswith(accept):
                         raise NoContent(f"{current} is {ctype}, not a page we can read")
-                    length = resp.headers.get("content-length")
-                    if length and length.isdigit() and int(length) > s.max_page_bytes:
-                        raise TooLarge(f"{current} is {int(length)} bytes (limit {s.max_page_bytes})")
-                    body = bytearray()
-                    for chunk in resp.iter_bytes():
-                        body += chunk
-                        if len(body) > s.max_page_bytes:
-                            raise TooLarge(f"{current} exceeds {s.max_page_bytes} bytes")
-                        if time.monotonic() > deadline:
-                            raise FetchTimeout(f"{current} took longer than {s.page_timeout_s}s")
+                    body = self._read_capped(resp, current, s.max_page_bytes, deadline)
                     encoding = resp.charset_encoding or "utf-8"
                     try:
                         text = bytes(body).decode(encoding, errors="replace")
@@ -191,79 +222,143 @@ class PageFetcher:
                 raise NetworkError(f"network error fetching {current}: {exc}") from exc
         raise CrawlError(f"more than {s.max_redirects} redirects from {url}", kind="http_error")
 
+    def _read_capped(self, resp: httpx.Response, url: str, limit: int, deadline: float) -> bytes:
+        """The (decoded) body, refused once it is over `limit` bytes or past the deadline;
+        Content-Length is believed only when it already says too much."""
+        length = resp.headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            raise TooLarge(f"{url} is {int(length)} bytes (limit {limit})")
+        body = bytearray()
+        for chunk in resp.iter_bytes():
+            body += chunk
+            if len(body) > limit:
+                raise TooLarge(f"{url} exceeds {limit} bytes")
+            if time.monotonic() > deadline:
+                raise FetchTimeout(f"{url} took longer than {self.settings.page_timeout_s}s")
+        return bytes(body)
+
+    def _fetch_for_browser(self, request, limit: int, *,
+                           follow_redirects: bool) -> tuple[int, dict[str, str], bytes]:
+        """Do one intercepted browser request through the guarded client.
+
+        Returns what `route.fulfill` needs. With `follow_redirects`, redirects are followed
+        here, each hop checked like the first (Playwright never routes the hops Chromium
+        follows by itself, so Chromium must not be handed a 3xx it would follow alone); without
+        it, a 3xx comes back as it is. The request is built by hand rather than with
+        `client.build_request`, so the client's own cookie jar and default headers do not leak
+        into what the page asked for; the browser's headers (its cookies included) are sent.
+        """
+        s = self.settings
+        method, url, content = request.method, request.url, request.post_data_buffer
+        headers = {k.lower(): v for k, v in request.headers.items()
+                   if k.lower() not in _DROPPED_REQUEST_HEADERS}
+        headers["accept-encoding"] = "gzip, deflate"
+        deadline = time.monotonic() + s.page_timeout_s
+        for _ in range(s.max_redirects + 1):
+            check_web_url(url, s, self.allow)
+            outgoing = httpx.Request(method, url, headers=headers, content=content,
+                                     extensions={"timeout": self.client.timeout.as_dict()})
+            try:
+                resp = self.client.send(outgoing, stream=True, follow_redirects=False)
+                try:
+                    if follow_redirects and resp.is_redirect:
+                        target = urljoin(url, resp.headers["location"])
+                        if resp.status_code == 303 and method != "HEAD" or (
+                                resp.status_code in (301, 302) and method == "POST"):
+                            method, content = "GET", None  # as browsers do (Fetch standard)
+                            headers.pop("content-type", None)
+                        if _origin(target) != _origin(url):  # credentials stay with their origin
+                            headers.pop("cookie", None)
+                            headers.pop("authorization", None)
+                        url = target
+                        continue
+                    body = self._read_capped(resp, url, limit, deadline)
+                finally:
+                    resp.close()
+            except httpx.TimeoutException as exc:
+                raise FetchTimeout(f"timed out after {s.page_timeout_s}s loading {url}") from exc
+            except httpx.TransportError as exc:
+                raise NetworkError(f"could not load {url}: {exc}") from exc
+            merged: dict[str, list[str]] = {}
+            for name, value in resp.headers.multi_items():
+                if name.lower() not in _DROPPED_RESPONSE_HEADERS:
+                    merged.setdefault(name.lower(), []).append(value)
+            # Playwright splits a fulfilled Set-Cookie on newlines; other repeats fold with commas.
+            out = {name: ("\n" if name == "set-cookie" else ", ").join(values)
+                   for name, values in merged.items()}
+            return resp.status_code, out, body
+        raise CrawlError(f"more than {s.max_redirects} redirects from {request.url}",
+                         kind="http_error")
+
     def _render_once(self, url: str, wait_for: str | None) -> FetchedPage:
         s = self.settings
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-        check_web_url(url, s, self.allow)
-        self.limiter.wait(urlsplit(url).hostname or "")
-        refused: list[CrawlError] = []
+        refused: list[CrawlError] = []  # why the page's own navigation was blocked
+        redirects: list[str] = []  # where the page's own navigation was redirected to
+        navigating = [True]  # page.goto in progress (later navigations are the page's JS)
 
         def route(route, request) -> None:
-            # Chromium follows redirects without consulting the route, so every request is
-            # fetched here with redirects off: each Location is checked before the browser is
-            # handed the 3xx and asks for the next hop (which comes back through this route).
-            nav = request.is_navigation_request()
+            # Every http(s) request is fetched here, through the guarded client, and handed to
+            # Chromium with route.fulfill. Playwright does not route the hops of a redirect
+            # Chromium follows itself, so Chromium never follows one on its own: sub-resources
+            # and frames get their redirects followed here (each hop checked), and the page's
+            # own navigation gets its 3xx (so cookies set on the way are kept) while
+            # `_render_once` navigates to the checked Location itself; Chromium's own attempt
+            # to follow it fails, having no resolver (see CHROMIUM_ARGS). The handler blocks
+            # Playwright's dispatcher while it runs, so a page's requests go one at a time.
+            try:
+                page_nav = (request.is_navigation_request() and navigating[0]
+                            and request.frame.parent_frame is None)
+            except PlaywrightError:  # no frame (a worker's request): not the page's navigation
+                page_nav = False
             if s.block_heavy_resources and request.resource_type in HEAVY_RESOURCES:
                 route.abort("blockedbyclient")
                 return
             if request.url.startswith(_LOCAL_SCHEMES):
                 route.continue_()
                 return
+            nav = request.is_navigation_request()
+            limit = s.max_page_bytes if nav else s.max_page_bytes * SUBRESOURCE_SIZE_FACTOR
             try:
-                check_web_url(request.url, s, self.allow)
-                response = route.fetch(max_redirects=0, timeout=s.page_timeout_s * 1000)
-                location = response.headers.get("location")
-                if 300 <= response.status < 400 and location:
-                    check_web_url(urljoin(request.url, location), s, self.allow)
-                if nav:
-                    length = response.headers.get("content-length", "")
-                    if (length.isdigit() and int(length) > s.max_page_bytes) or \
-                            len(response.body()) > s.max_page_bytes:
-                        raise TooLarge(f"{request.url} exceeds {s.max_page_bytes} bytes")
+                status, headers, body = self._fetch_for_browser(request, limit,
+                                                                follow_redirects=not page_nav)
+                location = headers.get("location")
+                if page_nav and 300 <= status < 400 and location:
+                    target = urljoin(request.url, location)
+                    check_web_url(target, s, self.allow)
+                    redirects.append(target)
             except CrawlError as exc:
-                if nav:
+                if page_nav:
                     refused.append(exc)
                 self.log.debug("blocked request to %s: %s", request.url, exc.reason)
-                route.abort("blockedbyclient")
+                route.abort("timedout" if isinstance(exc, FetchTimeout)
+                            else "failed" if isinstance(exc, NetworkError) else "blockedbyclient")
                 return
-            except PlaywrightTimeout:
-                if nav:
-                    refused.append(FetchTimeout(f"timed out after {s.page_timeout_s}s loading {request.url}"))
-                route.abort("timedout")
-                return
-            except PlaywrightError as exc:
-                if nav:
-                    refused.append(NetworkError(f"could not load {request.url}: {str(exc).splitlines()[0]}"))
+            except Exception as exc:  # never leave a request hanging until the page times out
+                self.log.exception("could not relay %s to the browser", request.url)
+                if page_nav:
+                    refused.append(CrawlError(f"could not relay {request.url}: {exc!r}"))
                 route.abort("failed")
                 return
-            route.fulfill(response=response)
+            try:
+                route.fulfill(status=status, headers=headers, body=body)
+            except PlaywrightError as exc:  # the page went away (navigated, closed) meanwhile
+                self.log.debug("could not hand %s to the browser: %s", request.url,
+                               str(exc).splitlines()[0])
 
         context = self.browser.new_context(user_agent=s.user_agent, service_workers="block",
                                            accept_downloads=False)
         try:
             context.route("**/*", route)
-            page = context.new_page()
+            # Not seen by the request route: a page's WebSocket would be opened by Chromium
+            # itself, unchecked. Text extraction needs none, so none is ever connected.
+            context.route_web_socket(
+                "**/*", lambda ws: ws.close(code=1008, reason="refused by the crawler"))
             timeout_ms = s.page_timeout_s * 1000
-            page.set_default_timeout(timeout_ms)
-            try:
-                resp = page.goto(url, wait_until="load", timeout=timeout_ms)
-            except PlaywrightTimeout as exc:
-                raise FetchTimeout(f"timed out after {s.page_timeout_s}s rendering {url}") from exc
-            except PlaywrightError as exc:
-                if refused:
-                    raise refused[0] from exc
-                raise NetworkError(f"browser could not load {url}: {str(exc).splitlines()[0]}") from exc
-            if refused:
-                raise refused[0]
-            if resp is None:
-                raise NetworkError(f"no response for {url}", retryable=False)
-            # Redirect chain and final URL are re-checked even though the route saw each hop.
-            hop = resp.request
-            while hop is not None:
-                check_web_url(hop.url, s, self.allow)
-                hop = hop.redirected_from
+            page, resp = self._navigate(context, url, refused, redirects, timeout_ms)
+            navigating[0] = False
             final_url = page.url
             check_web_url(final_url, s, self.allow)
             if resp.status >= 400:
@@ -288,6 +383,55 @@ class PageFetcher:
             return FetchedPage(url, final_url, resp.status, html, "browser")
         finally:
             context.close()
+
+    def _navigate(self, context, url: str, refused: list[CrawlError], redirects: list[str],
+                  timeout_ms: float):
+        """page.goto, following the page's redirects hop by hop (see the route in
+        `_render_once`); returns the page and its final response.
+
+        Each hop gets a fresh page of the same context (cookies carry over): the failed
+        follow-up leaves Chromium committing an error page, which would interrupt a new
+        navigation started in the same page.
+        """
+        s = self.settings
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        current = url
+        page = None
+        for _ in range(s.max_redirects + 1):
+            check_web_url(current, s, self.allow)
+            self.limiter.wait(urlsplit(current).hostname or "")
+            refused.clear()
+            redirects.clear()
+            if page is not None:
+                page.close()
+            page = context.new_page()
+            page.set_default_timeout(timeout_ms)
+            try:
+                resp = page.goto(current, wait_until="load", timeout=timeout_ms)
+            except PlaywrightTimeout as exc:
+                if refused:
+                    raise refused[0] from exc
+                raise FetchTimeout(
+                    f"timed out after {s.page_timeout_s}s rendering {current}") from exc
+            except PlaywrightError as exc:
+                if refused:
+                    raise refused[0] from exc
+                if redirects:
+                    current = redirects[0]
+                    continue
+                raise NetworkError(f"browser could not load {current}: "
+                                   f"{str(exc).splitlines()[0]}") from exc
+            if refused:
+                raise refused[0]
+            if redirects and resp is not None and 300 <= resp.status < 400:
+                current = redirects[0]
+                continue
+            if resp is None:
+                raise NetworkError(f"no response for {current}", retryable=False)
+            return page, resp
+        raise CrawlError(f"more than {s.max_redirects} redirects from {url}", kind="http_error")
 
 
 def launch_browser(settings: CrawlSettings):

@@ -6,6 +6,17 @@ loopback, link-local, multicast, reserved or unspecified address (the classic SS
 cloud metadata at 169.254.169.254, databases on 10.x, services on localhost) unless the host
 is on the operator's allow-list. Host names are resolved with getaddrinfo and *every* address
 is checked, so a public name pointing at 127.0.0.1 is refused as well.
+
+Checking a URL and then letting an HTTP library connect to it is not enough on its own: the
+library resolves the name a second time, and a hostile DNS server (TTL 0) can answer a public
+address to the check and 127.0.0.1 or 169.254.169.254 to the connection ("DNS rebinding", a
+time-of-check/time-of-use race). So the decisive check happens at connect time:
+`GuardedNetworkBackend` is the httpcore network backend of every crawler HTTP client; it
+resolves the host once, applies the same rules and allow-list to every address, and connects
+to one of those validated addresses itself. TLS still verifies the certificate against the
+host name, because httpcore starts TLS on the returned socket with the original name as SNI.
+`check_web_url` stays as the early check: it refuses with a clear error before anything is
+sent, and it vets redirect targets before the next hop is even attempted.
 """
 
 from __future__ import annotations
@@ -14,11 +25,14 @@ import ipaddress
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import unquote, urlsplit
+
+import httpcore
+import httpx
 
 from twin_assets.crawling.errors import (
     CrawlError,
@@ -83,10 +97,22 @@ class AllowList:
         return any(ip.version == net.version and ip in net for net in self.networks)
 
 
+def _addrinfo(host: str, port: int) -> list[tuple]:
+    """getaddrinfo for TCP, duplicates dropped, in the resolver's preference order."""
+    seen: set[str] = set()
+    infos = []
+    for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP):
+        if info[4][0] not in seen:
+            seen.add(info[4][0])
+            infos.append(info)
+    return infos
+
+
 @lru_cache(maxsize=1024)
 def _resolve(host: str, port: int) -> tuple[str, ...]:
-    infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    return tuple(sorted({info[4][0] for info in infos}))
+    # Cached: the early check runs for every sub-resource the browser loads. A stale or
+    # rebound answer here is harmless, because the connection is checked again, uncached.
+    return tuple(sorted(info[4][0] for info in _addrinfo(host, port)))
 
 
 def resolve_host(host: str, port: int) -> tuple[str, ...]:
@@ -95,6 +121,17 @@ def resolve_host(host: str, port: int) -> tuple[str, ...]:
         return _resolve(host, port)
     except (socket.gaierror, UnicodeError, OSError) as exc:
         raise NetworkError(f"cannot resolve host {host!r}: {exc}", retryable=False) from exc
+
+
+def ensure_public_addresses(host: str, addresses: Iterable[str], allow: AllowList) -> None:
+    """Raise RefusedAddress when any address of `host` is one a crawler must not reach.
+
+    One refused address refuses the host: a name that mixes public and private answers is
+    either misconfigured or an attack, and which address a client ends up on is not ours to pick.
+    """
+    for address in addresses:
+        if is_refused_ip(address) and not allow.permits_ip(address):
+            raise RefusedAddress(f"{host} resolves to non-public address {address}; refused")
 
 
 def check_web_url(url: str, settings: CrawlSettings, allow: AllowList | None = None) -> str:
@@ -116,10 +153,70 @@ def check_web_url(url: str, settings: CrawlSettings, allow: AllowList | None = N
     if allow.permits_host(host):
         return url
     port = port or (443 if scheme == "https" else 80)
-    for address in resolve_host(host, port):
-        if is_refused_ip(address) and not allow.permits_ip(address):
-            raise RefusedAddress(f"{host} resolves to non-public address {address}; refused")
+    ensure_public_addresses(host, resolve_host(host, port), allow)
     return url
+
+
+class GuardedNetworkBackend(httpcore.SyncBackend):
+    """httpcore backend that connects only to addresses that pass the SSRF rules.
+
+    The host is resolved here, once and uncached, every address is checked like
+    `check_web_url` does, and the socket is opened to a checked IP literal, so no second
+    resolution can happen between check and connect. A refusal raises `RefusedAddress`,
+    which httpx lets through unchanged (it only maps httpcore's own exceptions).
+    """
+
+    def __init__(self, allow: AllowList):
+        self.allow = allow
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        name = host.rstrip(".")
+        try:
+            infos = _addrinfo(name, port)
+        except (socket.gaierror, UnicodeError, OSError) as exc:
+            raise httpcore.ConnectError(f"cannot resolve host {name!r}: {exc}") from exc
+        addresses = [info[4][0] for info in infos]
+        if not self.allow.permits_host(name):
+            ensure_public_addresses(name, addresses, self.allow)
+        last_error: Exception = httpcore.ConnectError(f"no address to connect to for {name!r}")
+        for address in addresses:
+            try:
+                # An IP literal: the parent's create_connection resolves nothing any more.
+                return super().connect_tcp(address, port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        raise last_error
+
+
+class GuardedTransport(httpx.HTTPTransport):
+    """An httpx transport whose connection pool dials through `GuardedNetworkBackend`.
+
+    httpx 0.28 has no `network_backend` argument, so the pool is built here the way
+    `HTTPTransport.__init__` builds its direct (proxy-less) pool; the parent's request
+    handling and exception mapping are reused as they are. There is deliberately no proxy
+    support: a proxy would connect on our behalf, out of reach of the address check.
+    """
+
+    def __init__(self, allow: AllowList, *, verify: bool = True,
+                 limits: httpx.Limits = httpx.Limits(max_connections=100,
+                                                     max_keepalive_connections=20,
+                                                     keepalive_expiry=5.0)):
+        # The parent __init__ is not called: it would build a second, unguarded pool.
+        self.backend = GuardedNetworkBackend(allow)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=self.backend,
+        )
 
 
 def check_git_url(url: str, settings: CrawlSettings) -> str:
