@@ -238,3 +238,42 @@ def test_browser_renders_an_allowed_site_and_nothing_escapes_the_guard(
     assert landing_headers.get("cookie") == "hop=1"  # the redirect's cookie was kept
     assert all(port in opened for _, _, port in site.seen)  # Chromium connected to nothing itself
     assert victim.seen == []
+
+
+# -- git: libcurl resolves on its own, so the clone is pinned to the checked address ---------
+
+def test_git_clone_is_pinned_to_the_checked_address(monkeypatch):
+    real = socket.getaddrinfo
+    answers = {"git.example": PUBLIC, "git6.example": "2606:2800:220:1::1"}
+
+    def fake(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name not in answers:
+            return real(host, port, family, type, proto, flags)
+        fam = socket.AF_INET6 if ":" in answers[name] else socket.AF_INET
+        return [(fam, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (answers[name], int(port)))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    assert safety.git_pinned_resolve("https://git.example/maya/repo.git", SETTINGS) == [
+        "-c", f"http.curloptResolve=git.example:443:{PUBLIC}"]
+    assert safety.git_pinned_resolve("https://git6.example:8443/r.git", SETTINGS) == [
+        "-c", "http.curloptResolve=git6.example:8443:[2606:2800:220:1::1]"]
+    assert safety.git_pinned_resolve(f"https://{SITE}/r.git", SETTINGS) == []  # operator-allowed
+    assert safety.git_pinned_resolve("file:///srv/repo", SETTINGS) == []
+
+
+def test_git_clone_of_a_rebinding_host_is_refused_before_git_runs(resolver, monkeypatch):
+    from twin_assets.crawling import github
+    from twin_assets.crawling.base import CrawlContext, CrawlTarget
+    from twin_assets.domain.documents import Author, AuthorLink, SourceKind
+
+    ran: list[list[str]] = []
+    monkeypatch.setattr(github.subprocess, "run", lambda cmd, **kw: ran.append(cmd))
+    link = AuthorLink(url=f"https://{REBIND}/maya/repo", kind=SourceKind.GIT)
+    with PageFetcher(SETTINGS, LOG) as fetcher:
+        ctx = CrawlContext(author=Author(id="maya", full_name="Maya"), settings=SETTINGS,
+                           fetcher=fetcher, log=LOG)
+        # the URL check sees the public answer; the pin's own lookup sees the rebound one
+        with pytest.raises(RefusedAddress, match=VICTIM_IP):
+            github.GithubCrawler().crawl(CrawlTarget(url=link.url, link=link), ctx)
+    assert ran == [] and resolver[REBIND] == 2

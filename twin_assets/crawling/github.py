@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from twin_assets.crawling.base import CrawlContext, CrawlTarget
 from twin_assets.crawling.errors import CrawlError, FetchTimeout, GitError, NoContent
 from twin_assets.crawling.extract import parse_datetime
-from twin_assets.crawling.safety import check_git_url
+from twin_assets.crawling.safety import check_git_url, git_pinned_resolve
 from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.crawling.web import path_segments
 from twin_assets.crawling.base import BaseCrawler
@@ -199,6 +199,7 @@ class GithubCrawler(BaseCrawler):
             protocols = ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always"]
             if source.startswith("file://"):
                 protocols += ["-c", "protocol.file.allow=always"]
+            protocols += git_pinned_resolve(source, s)  # connect to the address checked here
             cmd = ["git", *protocols, "-c", "http.followRedirects=false", "-c", "core.symlinks=false",
                    "clone", "--depth", "1", "--single-branch", "--no-tags", "--quiet", source, str(dest)]
             env = _git_env(tmp)

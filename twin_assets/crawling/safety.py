@@ -239,6 +239,33 @@ def check_git_url(url: str, settings: CrawlSettings) -> str:
     raise UnsupportedScheme(f"git scheme {scheme!r} is not allowed (only https, or local when allowed)")
 
 
+def git_pinned_resolve(url: str, settings: CrawlSettings) -> list[str]:
+    """`git -c http.curloptResolve=host:port:ip` arguments that pin an https remote to an
+    address checked here, resolved once and uncached.
+
+    git (through libcurl) would otherwise resolve the host itself after `check_git_url`, and a
+    rebinding DNS answer could then point the clone at an internal service. With the pin,
+    curl connects to the checked IP while TLS still verifies the certificate for the name.
+    Hosts the operator allowed, and local sources, need no pin."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https":
+        return []
+    host = (parts.hostname or "").rstrip(".")
+    allow = AllowList(settings.allow_hosts)
+    if not host or allow.permits_host(host):
+        return []
+    port = parts.port or 443
+    try:
+        addresses = [info[4][0] for info in _addrinfo(host, port)]
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        raise NetworkError(f"cannot resolve host {host!r}: {exc}", retryable=False) from exc
+    if not addresses:
+        raise NetworkError(f"no address for host {host!r}", retryable=False)
+    ensure_public_addresses(host, addresses, allow)
+    ip = addresses[0]
+    return ["-c", f"http.curloptResolve={host}:{port}:{'[' + ip + ']' if ':' in ip else ip}"]
+
+
 def check_export_path(url: str, settings: CrawlSettings) -> Path:
     """Data exports are local files, and reading a local file is opt-in like local git sources:
     otherwise a registered link could read any file the crawler can (an ssh key, a .env).
