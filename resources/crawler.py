@@ -14,6 +14,8 @@ Production values come from environment variables (all optional; defaults are th
 | TWIN_CRAWL_MAX_RETRIES | max_retries | 2 |
 | TWIN_CRAWL_BACKOFF_S | backoff_base_s | 0.5 |
 | TWIN_CRAWL_DOMAIN_INTERVAL_S | min_domain_interval_s (per-host rate limit) | 1.0 |
+| TWIN_CRAWL_MAX_SCROLL_ROUNDS | max_scroll_rounds (infinite-scroll rounds per listing page; 0 = off) | 20 |
+| TWIN_CRAWL_SCROLL_SETTLE_S | scroll_settle_s (how long a round waits for the page to grow) | 1.5 |
 | TWIN_CRAWL_MAX_REPO_FILE_BYTES | max_repo_file_bytes | 262144 |
 | TWIN_CRAWL_MAX_REPO_BYTES | max_repo_total_bytes | 5242880 |
 | TWIN_CRAWL_MAX_REPO_FILES | max_repo_files | 500 |
@@ -53,6 +55,8 @@ class CrawlerResource(dg.ConfigurableResource):
     max_retries: int = 2
     backoff_base_s: float = 0.5
     min_domain_interval_s: float = 1.0
+    max_scroll_rounds: int = 20
+    scroll_settle_s: float = 1.5
     max_repo_file_bytes: int = 256 * 1024
     max_repo_total_bytes: int = 5 * 1024 * 1024
     max_repo_files: int = 500
@@ -72,6 +76,8 @@ class CrawlerResource(dg.ConfigurableResource):
             max_retries=self.max_retries,
             backoff_base_s=self.backoff_base_s,
             min_domain_interval_s=self.min_domain_interval_s,
+            max_scroll_rounds=self.max_scroll_rounds,
+            scroll_settle_s=self.scroll_settle_s,
             max_repo_file_bytes=self.max_repo_file_bytes,
             max_repo_total_bytes=self.max_repo_total_bytes,
             max_repo_files=self.max_repo_files,
@@ -95,6 +101,8 @@ class CrawlerResource(dg.ConfigurableResource):
             max_retries=int(env.get("TWIN_CRAWL_MAX_RETRIES", d.max_retries)),
             backoff_base_s=float(env.get("TWIN_CRAWL_BACKOFF_S", d.backoff_base_s)),
             min_domain_interval_s=float(env.get("TWIN_CRAWL_DOMAIN_INTERVAL_S", d.min_domain_interval_s)),
+            max_scroll_rounds=int(env.get("TWIN_CRAWL_MAX_SCROLL_ROUNDS", d.max_scroll_rounds)),
+            scroll_settle_s=float(env.get("TWIN_CRAWL_SCROLL_SETTLE_S", d.scroll_settle_s)),
             max_repo_file_bytes=int(env.get("TWIN_CRAWL_MAX_REPO_FILE_BYTES", d.max_repo_file_bytes)),
             max_repo_total_bytes=int(env.get("TWIN_CRAWL_MAX_REPO_BYTES", d.max_repo_total_bytes)),
             max_repo_files=int(env.get("TWIN_CRAWL_MAX_REPO_FILES", d.max_repo_files)),

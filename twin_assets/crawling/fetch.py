@@ -20,6 +20,12 @@ interception resolves to nothing, IP literals included.
 
 One `PageFetcher` is opened per crawl of an author: it starts Chromium lazily, the first time a
 page needs rendering, and closes it on exit; each page gets its own short-lived browser context.
+
+Listing pages that load more items as the reader scrolls (infinite scroll) are rendered with
+`scroll=True`: after loading, the page is scrolled to its bottom round after round, each round
+waiting briefly for it to grow, so the links of every batch end up in the returned HTML (see
+`PageFetcher._scroll`). The page's own requests for more items go through the same route, and
+so through the guarded client, as everything else it loads.
 """
 
 from __future__ import annotations
@@ -80,6 +86,40 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "prox
 _DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"accept-encoding"}
 _DROPPED_RESPONSE_HEADERS = _HOP_BY_HOP | {"content-encoding"}
 
+# What the scroll phase measures: how tall the page is, how many distinct links it holds (a
+# card often links its story several times, so elements would overcount), and whether it runs
+# any script at all (without one, nothing can be added on scroll). JSON-LD and other data
+# blocks are <script> elements too, but never run.
+_PAGE_STATE_JS = """() => {
+  const root = document.documentElement;
+  const height = Math.max(root ? root.scrollHeight : 0,
+                          document.body ? document.body.scrollHeight : 0);
+  const links = new Set();
+  for (const a of document.querySelectorAll("a[href]")) links.add(a.href);
+  const runnable = /^$|javascript|ecmascript|^module$/i;
+  const scripts = Array.from(document.scripts)
+    .filter((s) => runnable.test((s.type || "").trim())).length;
+  return {height, links: links.size, scripts};
+}"""
+# Bring the end of the listing into view: the last link first (it may sit in a scrolling
+# container of its own, which window scrolling would not move), then the window's bottom.
+_SCROLL_JS = """() => {
+  const anchors = document.querySelectorAll("a[href]");
+  if (anchors.length) anchors[anchors.length - 1].scrollIntoView({block: "end"});
+  const root = document.documentElement;
+  window.scrollTo(0, Math.max(root ? root.scrollHeight : 0,
+                              document.body ? document.body.scrollHeight : 0));
+}"""
+_GREW_JS = """([height, links]) => {
+  const root = document.documentElement;
+  const h = Math.max(root ? root.scrollHeight : 0,
+                     document.body ? document.body.scrollHeight : 0);
+  if (h > height) return true;
+  const seen = new Set();
+  for (const a of document.querySelectorAll("a[href]")) seen.add(a.href);
+  return seen.size > links;
+}"""
+
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:
     parts = urlsplit(url)
@@ -93,6 +133,7 @@ class FetchedPage:
     status: int
     html: str
     via: Literal["http", "browser"]
+    scroll_rounds: int = 0  # rounds of infinite scrolling run before `html` was taken
 
 
 class PageFetcher:
@@ -170,15 +211,23 @@ class PageFetcher:
         except ValueError as exc:
             raise CrawlError(f"invalid JSON from {url}: {exc}", kind="malformed") from exc
 
-    def render(self, url: str, *, wait_for: str | None = None) -> FetchedPage:
-        """Load `url` in Chromium (JS runs; images/fonts/media blocked), retried."""
-        return with_retries(lambda: self._render_once(url, wait_for), self.settings,
+    def render(self, url: str, *, wait_for: str | None = None, scroll: bool = False) -> FetchedPage:
+        """Load `url` in Chromium (JS runs; images/fonts/media blocked), retried.
+
+        With `scroll`, the loaded page is then scrolled until it stops growing (bounded by
+        `max_scroll_rounds`, `max_listing_items` and `page_timeout_s`): for listings that load
+        more items on scroll. Article pages are not scrolled: some load the next article.
+        """
+        return with_retries(lambda: self._render_once(url, wait_for, scroll), self.settings,
                             on_retry=self._log_retry(url))
 
-    def fetch(self, url: str, *, prefer_browser: bool, wait_for: str | None = None) -> FetchedPage:
+    def fetch(self, url: str, *, prefer_browser: bool, wait_for: str | None = None,
+              scroll: bool = False) -> FetchedPage:
+        """Rendered or plain, as `browser_mode` and the crawler's preference say; `scroll`
+        only has an effect when the page is rendered (plain HTTP cannot scroll)."""
         mode = self.settings.browser_mode
         if mode == "always" or (mode == "auto" and prefer_browser):
-            return self.render(url, wait_for=wait_for)
+            return self.render(url, wait_for=wait_for, scroll=scroll)
         return self.get(url)
 
     # -- internals ----------------------------------------------------------------------------
@@ -290,7 +339,7 @@ class PageFetcher:
         raise CrawlError(f"more than {s.max_redirects} redirects from {request.url}",
                          kind="http_error")
 
-    def _render_once(self, url: str, wait_for: str | None) -> FetchedPage:
+    def _render_once(self, url: str, wait_for: str | None, scroll: bool = False) -> FetchedPage:
         s = self.settings
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -371,6 +420,7 @@ class PageFetcher:
                     page.wait_for_selector(wait_for, timeout=min(timeout_ms, 5000), state="attached")
                 except PlaywrightTimeout:
                     pass  # extraction will report what is (not) there
+            rounds = self._scroll(page, final_url) if scroll and s.max_scroll_rounds > 0 else 0
             try:
                 if len(resp.body()) > s.max_page_bytes:
                     raise TooLarge(f"{final_url} exceeds {s.max_page_bytes} bytes")
@@ -380,9 +430,62 @@ class PageFetcher:
             if len(html.encode("utf-8", errors="ignore")) > s.max_page_bytes:
                 raise TooLarge(f"{final_url} rendered to more than {s.max_page_bytes} bytes")
             self.pages_rendered += 1
-            return FetchedPage(url, final_url, resp.status, html, "browser")
+            return FetchedPage(url, final_url, resp.status, html, "browser", scroll_rounds=rounds)
         finally:
             context.close()
+
+    def _scroll(self, page, url: str) -> int:
+        """Scroll a loaded listing to its bottom until it stops growing; returns the rounds run.
+
+        A round scrolls to the bottom and waits up to `scroll_settle_s` for the page to get
+        taller or gain links (whatever the page fetches meanwhile is relayed by the route, so
+        the guarded client serves it). Scrolling stops at the first round that adds nothing,
+        after `max_scroll_rounds`, once the page holds `max_listing_items` more distinct links
+        than it loaded with (the listing keeps no more items than that, and counting from the
+        first batch never stops short because of navigation links), or after `page_timeout_s`
+        of scrolling; what has been loaded by then is kept. A page that runs no script cannot
+        grow, so it is not scrolled at all.
+        """
+        s = self.settings
+        from playwright.sync_api import Error as PlaywrightError
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        deadline = time.monotonic() + s.page_timeout_s
+        rounds = 0
+        try:
+            state = page.evaluate(_PAGE_STATE_JS)
+        except PlaywrightError as exc:
+            self.log.info("not scrolling %s: %s", url, str(exc).splitlines()[0])
+            return 0
+        if not state["scripts"]:
+            self.log.debug("not scrolling %s: it runs no script, so it cannot load more", url)
+            return 0
+        first_links = state["links"]
+        stop = "max_scroll_rounds reached"
+        while rounds < s.max_scroll_rounds:
+            if state["links"] - first_links >= s.max_listing_items:
+                stop = f"{s.max_listing_items} new links (max_listing_items)"
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                stop = f"scrolling took {s.page_timeout_s}s (page_timeout_s)"
+                break
+            rounds += 1
+            try:
+                page.evaluate(_SCROLL_JS)
+                page.wait_for_function(_GREW_JS, arg=[state["height"], state["links"]],
+                                       timeout=min(s.scroll_settle_s, remaining) * 1000,
+                                       polling=100)
+                state = page.evaluate(_PAGE_STATE_JS)
+            except PlaywrightTimeout:
+                stop = "nothing new appeared"
+                break
+            except PlaywrightError as exc:  # the page navigated away or crashed meanwhile
+                stop = f"the page failed: {str(exc).splitlines()[0]}"
+                break
+        self.log.info("scrolled %s: %d round(s), %d -> %d links; stopped: %s", url, rounds,
+                      first_links, state["links"], stop)
+        return rounds
 
     def _navigate(self, context, url: str, refused: list[CrawlError], redirects: list[str],
                   timeout_ms: float):

@@ -2,7 +2,8 @@
 
 A registered page is treated as an index when its main content links to at least two deeper
 pages under its own path (`/blog/` -> `/blog/<slug>/`); otherwise it is the article itself and
-the page fetched to decide is reused, not fetched again.
+the page fetched to decide is reused, not fetched again. An index that runs scripts may load
+older posts as it is scrolled, so it is then rendered and scrolled too (`fetch_listing`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 from twin_assets.crawling.base import CrawlContext, CrawlTarget
 from twin_assets.crawling.extract import page_links, remove_clutter, same_site, soup_of
+from twin_assets.crawling.fetch import FetchedPage
 from twin_assets.crawling.web import WebArticleCrawler
 from twin_assets.domain.documents import AuthorLink, Platform
 
@@ -34,6 +36,22 @@ class GenericArticleCrawler(WebArticleCrawler):
 
     def expand(self, link: AuthorLink, ctx: CrawlContext) -> list[CrawlTarget]:
         page = self.fetch(link.url, ctx)
+        candidates = self.index_candidates(page, link)
+        if len(candidates) < 2:
+            return [CrawlTarget(url=link.url, link=link, page=page)]
+        # An index: it may load older posts on scroll (the article check above fetched it
+        # unscrolled, as articles must be), so it is fetched again as a listing if need be.
+        listing = self.fetch_listing(link.url, ctx, first=page)
+        if listing is not page:
+            more = self.index_candidates(listing, link)
+            candidates = more + [u for u in candidates if u not in more]
+        ctx.log.info("%s is an index of %d posts (%d scroll rounds)", page.final_url,
+                     len(candidates), listing.scroll_rounds)
+        return [CrawlTarget(url=u, link=link) for u in candidates[: ctx.settings.max_listing_items]]
+
+    @staticmethod
+    def index_candidates(page: FetchedPage, link: AuthorLink) -> list[str]:
+        """Links in the page's main content to deeper pages under its own directory."""
         base_path = urlsplit(page.final_url).path
         base_dir = base_path if base_path.endswith("/") else base_path.rsplit("/", 1)[0] + "/"
 
@@ -47,7 +65,4 @@ class GenericArticleCrawler(WebArticleCrawler):
             if (same_site(url, link.url) and rest and rest[0].lower() not in _NOT_POSTS
                     and not _NOT_PAGE_EXT.search(path) and url not in candidates):
                 candidates.append(url)
-        if len(candidates) < 2:
-            return [CrawlTarget(url=link.url, link=link, page=page)]
-        ctx.log.info("%s is an index of %d posts", page.final_url, len(candidates))
-        return [CrawlTarget(url=u, link=link) for u in candidates[: ctx.settings.max_listing_items]]
+        return candidates

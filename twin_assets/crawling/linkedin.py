@@ -2,8 +2,10 @@
 
 LinkedIn is script-rendered and aggressively gated, so pages are rendered in Chromium and any
 redirect to, or rendering of, a sign-in page is reported as a `login_wall` failure (never as an
-empty document). A post's text is `p.attributed-text-segment-list__content`; its `<br>` line
-breaks are kept (they are part of the author's style), as are emoji, hashtags and unicode bold.
+empty document). An activity feed loads older posts as it is scrolled, so it is scrolled to
+its end (`fetch_listing`). A post's text is `p.attributed-text-segment-list__content`; its
+`<br>` line breaks are kept (they are part of the author's style), as are emoji, hashtags and
+unicode bold.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ class LinkedInCrawler(WebArticleCrawler):
     def expand(self, link: AuthorLink, ctx: CrawlContext) -> list[CrawlTarget]:
         if not self.is_feed(link.url):
             return [CrawlTarget(url=link.url, link=link)]
-        page = self.fetch(link.url, ctx)
+        page = self.fetch_listing(link.url, ctx)
 
         def is_post(url: str) -> bool:
             path = urlsplit(url).path

@@ -1,8 +1,9 @@
 """Medium: a profile (medium.com/@user or user.medium.com) expands to its stories.
 
 Medium renders with React and hides text behind client-side state, so pages are rendered in
-Chromium. The story body is the `<article>`; the byline, clap/listen/share bar, member banner,
-sign-up box and "More from" rail are clutter.
+Chromium; a profile lists more stories as it is scrolled, so it is scrolled to its end
+(`fetch_listing`). The story body is the `<article>`; the byline, clap/listen/share bar,
+member banner, sign-up box and "More from" rail are clutter.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class MediumCrawler(WebArticleCrawler):
         prefix = self.profile_path(link.url)
         if prefix is None:
             return [CrawlTarget(url=link.url, link=link)]
-        page = self.fetch(link.url, ctx)
+        page = self.fetch_listing(link.url, ctx)
 
         def is_story(url: str) -> bool:
             path = urlsplit(url).path

@@ -44,6 +44,13 @@ class CrawlSettings(BaseModel):
     backoff_base_s: float = Field(default=0.5, ge=0)
     min_domain_interval_s: float = Field(default=1.0, ge=0)
     max_listing_items: int = Field(default=200, gt=0)
+    # Listing pages that load more items as the reader scrolls (Medium profiles, Substack
+    # archives, LinkedIn feeds, infinite-scroll blogs) are scrolled in Chromium until a round
+    # adds nothing, this many rounds have run (0 turns scrolling off), the page holds
+    # `max_listing_items` more links than it loaded with, or `page_timeout_s` of scrolling has
+    # passed. Each round waits up to `scroll_settle_s` for the page to grow.
+    max_scroll_rounds: int = Field(default=20, ge=0)
+    scroll_settle_s: float = Field(default=1.5, gt=0)
     user_agent: str = DEFAULT_USER_AGENT
 
     git_timeout_s: float = Field(default=120.0, gt=0)

@@ -1,7 +1,8 @@
 """Substack: a publication's /archive (or its home page) expands to its /p/<slug> posts.
 
 Substack serves posts fully rendered, so plain HTTP is enough (Chromium is the fallback when a
-page comes back empty). The body is `div.available-content div.body.markup`; subscribe widgets,
+page comes back empty). The archive shows only its latest posts and loads older ones as the
+reader scrolls, so it is rendered and scrolled (`fetch_listing`) whenever the browser may be used. The body is `div.available-content div.body.markup`; subscribe widgets,
 share/like bars and comments are clutter.
 """
 
@@ -44,7 +45,7 @@ class SubstackCrawler(WebArticleCrawler):
         prefix = self.listing_prefix(link.url)
         if prefix is None:
             return [CrawlTarget(url=link.url, link=link)]
-        page = self.fetch(link.url, ctx)
+        page = self.fetch_listing(link.url, ctx)
 
         def is_post(url: str) -> bool:
             path = urlsplit(url).path

@@ -1,7 +1,13 @@
-"""Shared machinery of the web crawlers: fetch (plain HTTP or Chromium), extract, list items."""
+"""Shared machinery of the web crawlers: fetch (plain HTTP or Chromium), extract, list items.
+
+Listing pages (profiles, archives, feeds, blog indexes) are fetched with `fetch_listing`, which
+renders and scrolls them in Chromium whenever they could load more items on scroll, so that
+items beyond the first batch are found too; article pages are never scrolled.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -19,6 +25,17 @@ from twin_assets.crawling.extract import (
 from twin_assets.crawling.fetch import FetchedPage
 from twin_assets.domain.documents import AuthorLink, RawDocument
 
+# <script> types a browser runs (no type, JavaScript MIME types, modules); JSON-LD and other
+# data blocks never run, so they cannot load anything.
+_RUNNABLE_SCRIPT_TYPES = re.compile(r"^$|javascript|ecmascript|^module$", re.IGNORECASE)
+
+
+def runs_scripts(html: str) -> bool:
+    """Whether the page has any script a browser would run: without one, scrolling it
+    cannot load more items, so it is not worth rendering for that."""
+    return any(_RUNNABLE_SCRIPT_TYPES.search(str(tag.get("type") or "").strip())
+               for tag in soup_of(html).find_all("script"))
+
 
 class WebArticleCrawler(BaseCrawler):
     """A crawler for pages whose main content sits in a known container."""
@@ -32,11 +49,38 @@ class WebArticleCrawler(BaseCrawler):
     listing_scope: ClassVar[str | None] = None  # CSS scope for item links on a listing page
 
     # -- fetching -----------------------------------------------------------------------------
-    def fetch(self, url: str, ctx: CrawlContext, *, browser: bool | None = None) -> FetchedPage:
+    def fetch(self, url: str, ctx: CrawlContext, *, browser: bool | None = None,
+              scroll: bool = False) -> FetchedPage:
         prefer = self.prefer_browser if browser is None else browser
-        page = ctx.fetcher.fetch(url, prefer_browser=prefer, wait_for=self.wait_for)
+        page = ctx.fetcher.fetch(url, prefer_browser=prefer, wait_for=self.wait_for, scroll=scroll)
         self.check_page(page)
         return page
+
+    def fetch_listing(self, url: str, ctx: CrawlContext, *,
+                      first: FetchedPage | None = None) -> FetchedPage:
+        """A listing page with every batch of items it loads on scroll.
+
+        The page is rendered and scrolled in Chromium unless the browser is off
+        (`browser_mode` "never"), scrolling is off (`max_scroll_rounds` 0), or the page as
+        first fetched (`first`, or a plain fetch for crawlers that do not prefer the browser)
+        runs no script, which rules out loading more. If that render fails, the page as
+        first fetched is kept: its items are better than none.
+        """
+        s = ctx.settings
+        if s.browser_mode == "never" or s.max_scroll_rounds == 0:
+            return first or self.fetch(url, ctx)
+        if first is None:
+            if s.browser_mode == "always" or self.prefer_browser:
+                return self.fetch(url, ctx, browser=True, scroll=True)
+            first = self.fetch(url, ctx)
+        if first.scroll_rounds or not runs_scripts(first.html):
+            return first
+        try:
+            return self.fetch(url, ctx, browser=True, scroll=True)
+        except CrawlError as exc:
+            ctx.log.warning("could not scroll listing %s (%s: %s); keeping its first batch",
+                            url, exc.kind, exc.reason)
+            return first
 
     def check_page(self, page: FetchedPage) -> None:
         """Hook: raise a typed error for pages that are not the author's content (login walls)."""
@@ -90,7 +134,8 @@ class WebArticleCrawler(BaseCrawler):
                 break
         if not items:
             raise NoContent(f"listing {page.final_url} has no items to crawl")
-        ctx.log.info("%s: %d items listed on %s", type(self).__name__, len(items), page.final_url)
+        ctx.log.info("%s: %d items listed on %s (%d scroll rounds)", type(self).__name__,
+                     len(items), page.final_url, page.scroll_rounds)
         return items
 
 
