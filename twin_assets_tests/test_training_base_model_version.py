@@ -264,7 +264,7 @@ def test_sft_version_follows_the_base_weights_not_just_their_name(tmp_path, tmp_
     artifacts = ArtifactStoreResource(root_dir=str(tmp_path / "artifacts"))
     dataset = write_dataset(artifacts, "instruction", instruction_rows())
     base = tiny_model(tmp_path)
-    cfg = SFTTrainingConfig(base_model=str(base), max_steps=1, max_length=64)
+    cfg = SFTTrainingConfig(base_model=str(base), max_steps=1, max_length=256)
     tracker = WandbResource(enabled=False)
     kwargs = dict(kind="sft", author=AUTHOR, dataset_version=dataset, cfg=cfg, artifacts=artifacts,
                   tracker=tracker, log=lambda m: None)

@@ -141,7 +141,34 @@ def build_sft_trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
         processing_class=tokenizer, peft_config=peft_config,
     )
+    supervised, total = supervised_tokens(trainer.train_dataset)
+    if supervised == 0:
+        raise ValueError(
+            f"no answer tokens left to learn from: after truncation to max_length={cfg.max_length}, "
+            f"all {total} training tokens are prompt (system prompt + instruction), so every "
+            "label is masked and training would change nothing. Raise max_length or shorten "
+            "the system prompt."
+        )
     return trainer, tokenizer, template, hyper
+
+
+def supervised_tokens(dataset) -> tuple[int, int]:
+    """(tokens the loss is computed on, all tokens) of a tokenized SFT dataset.
+
+    Completion-only loss masks prompt tokens with -100; when `max_length` cuts samples before
+    their answer starts, nothing is left to learn and the run would "succeed" with an
+    unchanged model (seen: a tiny model at max_length=64). Counted with Arrow compute, so a
+    dataset of millions of rows is a vectorised pass, not a Python loop."""
+    import pyarrow.compute as pc
+
+    if not hasattr(dataset, "data"):  # an IterableDataset: not countable up front
+        return -1, -1
+    table = dataset.data.table
+    ids = pc.list_flatten(table.column("input_ids"))
+    if "labels" not in table.column_names:  # no masking: every token is a target
+        return len(ids), len(ids)
+    labels = pc.list_flatten(table.column("labels"))
+    return int(pc.sum(pc.not_equal(labels, -100)).as_py() or 0), len(ids)
 
 
 def run_sft(
@@ -164,8 +191,11 @@ def run_sft(
     )
     meter = ThroughputCallback(warmup_steps=1 if (cfg.max_steps or 0) > 2 else 0)
     trainer.add_callback(meter)
+    supervised, total = supervised_tokens(trainer.train_dataset)
     train_out = trainer.train()
     metrics: dict[str, float] = {
+        "supervised_tokens": float(supervised),
+        "supervised_token_share": round(supervised / total, 4) if total else 0.0,
         "train_loss": float(train_out.training_loss),
         "train_runtime_s": float(train_out.metrics.get("train_runtime", 0.0)),
         "steps": float(trainer.state.global_step),
@@ -207,13 +237,28 @@ def save_trained(trainer, tokenizer, output_dir: Path, base_model: str) -> None:
 
 
 def merge_adapter(base_model: str, adapter_dir: Path, target_dir: Path) -> Path:
-    """Base + LoRA folded into plain weights, for servers without peft."""
+    """Base + LoRA folded into plain weights, for servers without peft (vLLM, TGI, llama.cpp).
+
+    The fold happens in fp32 (a bf16 base plus a bf16 delta would round twice) and the result
+    is stored in the base checkpoint's own dtype, so a merged 8B model is 16 GB, not 32 GB.
+    A 4-bit (QLoRA) base is loaded unquantized here: merging into quantized weights would
+    bake the quantization error into the published model."""
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    config = AutoConfig.from_pretrained(base_model)
+    stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if isinstance(stored, str):
+        stored = getattr(torch, stored, None)
+    if stored not in (torch.float16, torch.bfloat16, torch.float32):
+        stored = torch.float32
     base = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged = merged.to(stored)
+    merged.config.dtype = stored
+    if hasattr(merged.config, "quantization_config"):
+        del merged.config.quantization_config
     merged.save_pretrained(str(target_dir), safe_serialization=True)
     AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(str(target_dir))
     return target_dir
