@@ -117,10 +117,21 @@ def run_dpo(
         eval_dataset=eval_ds if eval_ds is not None and len(eval_ds) else None,
         processing_class=tokenizer,
     )
+    # trl drops pairs whose prompt alone fills max_length (no completion token would survive
+    # truncation); say how many, and refuse when none is left rather than fail obscurely
+    kept = len(trainer.train_dataset) if hasattr(trainer.train_dataset, "__len__") else len(train_ds)
+    if kept == 0:
+        raise ValueError(
+            f"no preference pair fits max_length={cfg.max_length}: every prompt (system prompt + "
+            f"instruction) of the {len(train_ds)} training pairs is at least that long, so no "
+            "chosen/rejected token would be scored. Raise max_length or shorten the system prompt."
+        )
     meter = ThroughputCallback(warmup_steps=1 if (cfg.max_steps or 0) > 2 else 0)
     trainer.add_callback(meter)
     out = trainer.train()
     metrics: dict[str, float] = {
+        "train_pairs": float(kept),
+        "train_pairs_dropped_too_long": float(len(train_ds) - kept),
         "train_loss": float(out.training_loss),
         "train_runtime_s": float(out.metrics.get("train_runtime", 0.0)),
         "steps": float(trainer.state.global_step),

@@ -1,5 +1,6 @@
-"""Merged weights: base + LoRA folded into a plain checkpoint that loads without peft, gives
-the same outputs as base + adapter, keeps the base's dtype and carries the chat template."""
+"""Merged weights (base + LoRA folded into a plain checkpoint that loads without peft, gives
+the same outputs as base + adapter, keeps the base's dtype and carries the chat template),
+and truncation guards: a max_length that leaves SFT or DPO nothing to learn is refused."""
 
 from __future__ import annotations
 
@@ -62,3 +63,22 @@ def test_a_max_length_that_leaves_no_answer_tokens_is_refused_not_trained(tmp_pa
     assert 0 < supervised < total
     labels = [t for row in trainer.train_dataset["labels"] for t in row]
     assert supervised == sum(1 for t in labels if t != -100) and total == len(labels)
+
+
+def test_dpo_refuses_a_max_length_no_pair_fits(tmp_path):
+    import pytest
+
+    from twin_assets.training.config import DPOTrainingConfig
+    from twin_assets.training.dpo import run_dpo
+    from twin_assets.training.sft import run_sft
+    from twin_assets_tests.training_fixtures import preference_rows
+
+    base = tiny_model(tmp_path)
+    sft = run_sft(str(base), instruction_rows()[:8], [], SFTTrainingConfig(max_steps=1, max_length=256),
+                  tmp_path / "sft")
+    with pytest.raises(ValueError, match="no preference pair fits max_length=32"):
+        run_dpo(str(base), sft.model_dir, preference_rows()[:6], [],
+                DPOTrainingConfig(max_steps=1, max_length=32), tmp_path / "dpo")
+    ok = run_dpo(str(base), sft.model_dir, preference_rows()[:6], [],
+                 DPOTrainingConfig(max_steps=1, max_length=256), tmp_path / "dpo2")
+    assert ok.metrics["train_pairs"] == 6 and ok.metrics["train_pairs_dropped_too_long"] == 0
