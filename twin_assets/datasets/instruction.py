@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from resources.llm import TextGenerator
 from twin_assets.datasets import curation as cur
 from twin_assets.datasets.extracts import Extract, ExtractParams, extract_all
-from twin_assets.datasets.offline import offline_instruction
+from twin_assets.datasets.offline import offline_instructions
 from twin_assets.datasets.splitting import SplitParams, assign_documents, split_key, split_rows
 from twin_assets.domain.datasets import DocumentSplit, InstructionRow
 from twin_assets.domain.documents import Category
@@ -128,7 +128,7 @@ def generate_instructions(
             for e, g in zip(extracts, gens, strict=True)
         ]
     else:
-        raw = [(e, offline_instruction(e, params.seed)) for e in extracts]
+        raw = list(zip(extracts, offline_instructions(extracts, params.seed)))  # one spaCy batch
     out: list[tuple[Extract, str]] = []
     for e, instruction in raw:
         if instruction is None:
