@@ -57,6 +57,18 @@ def sample_site():
     site.stop()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, one per test module (launch_browser's flags,
+    including the no-resolver backstop), closed with its Playwright driver."""
+    from twin_assets.crawling.fetch import close_browser, launch_browser
+    from twin_assets.crawling.settings import CrawlSettings
+
+    b = launch_browser(CrawlSettings())
+    yield b
+    close_browser(b)
+
+
 @pytest.fixture
 def tmp_data_dir(tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))

@@ -21,7 +21,7 @@ import pytest
 
 from twin_assets.crawling import safety
 from twin_assets.crawling.errors import RefusedAddress
-from twin_assets.crawling.fetch import PageFetcher, close_browser, launch_browser
+from twin_assets.crawling.fetch import PageFetcher
 from twin_assets.crawling.safety import AllowList, GuardedNetworkBackend
 from twin_assets.crawling.settings import CrawlSettings
 
@@ -151,13 +151,6 @@ def resolver(monkeypatch):
 def clean(victim, site):
     victim.seen.clear()
     site.seen.clear()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    b = launch_browser(SETTINGS)
-    yield b
-    close_browser(b)
 
 
 def test_backend_checks_the_address_it_connects_to(site, victim, resolver, clean):

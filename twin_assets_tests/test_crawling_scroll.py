@@ -15,7 +15,7 @@ import pytest
 from resources.crawler import CrawlerResource
 from twin_assets.crawling.base import CrawlContext
 from twin_assets.crawling.extract import page_links
-from twin_assets.crawling.fetch import PageFetcher, close_browser, launch_browser
+from twin_assets.crawling.fetch import PageFetcher
 from twin_assets.crawling.generic import GenericArticleCrawler
 from twin_assets.crawling.medium import MediumCrawler
 from twin_assets.crawling.settings import CrawlSettings
@@ -41,13 +41,6 @@ BATCHES = [
      "/linkedin/posts/mayakowalski_small-language-models-activity-7290076141558890496-Zr9d"],
 ]
 ALL = [p for batch in BATCHES for p in batch]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    b = launch_browser(SETTINGS)
-    yield b
-    close_browser(b)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from twin_assets.crawling import crawl_author
 from twin_assets.crawling.base import CrawlContext
 from twin_assets.crawling.errors import LoginWall, RefusedAddress
-from twin_assets.crawling.fetch import PageFetcher, close_browser, launch_browser
+from twin_assets.crawling.fetch import PageFetcher
 from twin_assets.crawling.generic import GenericArticleCrawler
 from twin_assets.crawling.linkedin import LinkedInCrawler
 from twin_assets.crawling.medium import MediumCrawler
@@ -22,13 +22,6 @@ from twin_assets.domain.documents import Author, AuthorLink, Platform
 SETTINGS = CrawlSettings(allow_hosts=["127.0.0.1"], min_domain_interval_s=0, page_timeout_s=10,
                          max_retries=0, browser_mode="always", max_page_bytes=1_000_000)
 LOG = logging.getLogger("test_crawling_web")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    b = launch_browser(SETTINGS)
-    yield b
-    close_browser(b)
 
 
 @pytest.fixture
