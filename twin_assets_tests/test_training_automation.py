@@ -22,16 +22,20 @@ def _report(instance, key, version: str) -> None:
     )
 
 
-def test_retrain_only_on_new_dataset_version():
-    upstream = [dg.AssetSpec(BASE_MODEL),
-                dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
-                dg.AssetSpec(PREFERENCE_DATASET, partitions_def=authors_partitions)]
+def _defs() -> dg.Definitions:
     from resources.artifacts import ArtifactStoreResource
     from resources.sagemaker import SageMakerResource
     from resources.tracking import WandbResource
 
-    defs = dg.Definitions(assets=[*upstream, sft_model, dpo_model], resources={
+    upstream = [dg.AssetSpec(BASE_MODEL),
+                dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
+                dg.AssetSpec(PREFERENCE_DATASET, partitions_def=authors_partitions)]
+    return dg.Definitions(assets=[*upstream, sft_model, dpo_model], resources={
         "artifacts": ArtifactStoreResource(), "wandb": WandbResource(), "sagemaker": SageMakerResource()})
+
+
+def test_retrain_only_on_new_dataset_version():
+    defs = _defs()
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
         instance.report_runless_asset_event(
@@ -74,16 +78,20 @@ def test_retrain_only_on_new_dataset_version():
         assert r.get_requested_partitions(sft_model.key) == {AUTHOR}
 
 
-def _defs() -> dg.Definitions:
-    from resources.artifacts import ArtifactStoreResource
-    from resources.sagemaker import SageMakerResource
-    from resources.tracking import WandbResource
-
-    upstream = [dg.AssetSpec(BASE_MODEL),
-                dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
-                dg.AssetSpec(PREFERENCE_DATASET, partitions_def=authors_partitions)]
-    return dg.Definitions(assets=[*upstream, sft_model, dpo_model], resources={
-        "artifacts": ArtifactStoreResource(), "wandb": WandbResource(), "sagemaker": SageMakerResource()})
+def _trained_once(instance, defs: dg.Definitions):
+    """The author with datasets v1/p1, models m1/d1 and automation settled: the evaluation
+    result whose cursor the next tick continues from."""
+    instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key=BASE_MODEL, tags={"dagster/data_version": "b1"})
+    )
+    _report(instance, INSTRUCTION_DATASET, "v1")
+    _report(instance, PREFERENCE_DATASET, "p1")
+    r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+    _report(instance, sft_model.key, "m1")
+    _report(instance, dpo_model.key, "d1")
+    r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+    return dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
 
 
 def _start_sft_run(instance, defs: dg.Definitions) -> str:
@@ -123,17 +131,7 @@ def test_new_dataset_version_during_training_is_not_lost():
     (the run finishing must not count as having handled the newer version)."""
     defs = _defs()
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=BASE_MODEL, tags={"dagster/data_version": "b1"})
-        )
-        _report(instance, INSTRUCTION_DATASET, "v1")
-        _report(instance, PREFERENCE_DATASET, "p1")
-        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-        _report(instance, sft_model.key, "m1")
-        _report(instance, dpo_model.key, "d1")
-        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
-        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        r = _trained_once(instance, defs)
         assert r.total_requested == 0
 
         run_id = _start_sft_run(instance, defs)  # e.g. a manual retrain on v1
@@ -157,17 +155,7 @@ def test_version_change_right_after_a_request_is_not_lost():
     interval came after the request and must still be trained."""
     defs = _defs()
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
-        instance.report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=BASE_MODEL, tags={"dagster/data_version": "b1"})
-        )
-        _report(instance, INSTRUCTION_DATASET, "v1")
-        _report(instance, PREFERENCE_DATASET, "p1")
-        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-        _report(instance, sft_model.key, "m1")
-        _report(instance, dpo_model.key, "d1")
-        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
-        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        r = _trained_once(instance, defs)
         _report(instance, INSTRUCTION_DATASET, "v2")
         r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
         assert r.get_requested_partitions(sft_model.key) == {AUTHOR}
