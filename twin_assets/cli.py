@@ -60,7 +60,12 @@ def cmd_authors(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace, authors) -> int:
-    from twin_assets.purge import AuthorStillRegistered, PurgeFailed, ensure_not_registered, purge_author
+    from twin_assets.purge import (
+        AuthorStillRegistered,
+        PurgeFailed,
+        ensure_not_registered,
+        purge_author_everywhere,
+    )
 
     if not args.author_id:
         print("twin authors purge needs the author id", file=sys.stderr)
@@ -78,27 +83,13 @@ def _purge(args: argparse.Namespace, authors) -> int:
             return 1
     import dagster as dg
 
-    from twin_assets.partitions import authors_partitions
-
-    instance = dg.DagsterInstance.get()
-
-    def delete_partition(author_id: str) -> bool:
-        if not instance.has_dynamic_partition(authors_partitions.name, author_id):
-            return False
-        instance.delete_dynamic_partition(authors_partitions.name, author_id)
-        return True
-
     resources = _resources()
     try:
-        with resources["qdrant"].open() as index:
-            report = purge_author(
-                args.author_id,
-                store=_warehouse().get_store(),
-                delete_vectors=index.delete_author,
-                artifacts=resources["artifacts"],
-                delete_partition=delete_partition,
-                keep_artifacts=args.keep_artifacts,
-            )
+        report = purge_author_everywhere(
+            args.author_id, instance=dg.DagsterInstance.get(), store=_warehouse().get_store(),
+            qdrant=resources["qdrant"], artifacts=resources["artifacts"],
+            keep_artifacts=args.keep_artifacts,
+        )
     except PurgeFailed as exc:
         print(f"purge incomplete (safe to re-run): {exc}", file=sys.stderr)
         return 1

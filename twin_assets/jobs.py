@@ -40,29 +40,17 @@ def purge_author_op(
     qdrant: QdrantResource,
     artifacts: ArtifactStoreResource,
 ) -> None:
-    from twin_assets.purge import ensure_not_registered, purge_author
+    from twin_assets.purge import ensure_not_registered, purge_author_everywhere
 
     if config.author_id != config.confirm_author_id:
         raise dg.Failure(
             f"confirm_author_id {config.confirm_author_id!r} does not match author_id {config.author_id!r}"
         )
     ensure_not_registered(config.author_id, authors.authors())
-
-    def delete_partition(author_id: str) -> bool:
-        if not context.instance.has_dynamic_partition(authors_partitions.name, author_id):
-            return False
-        context.instance.delete_dynamic_partition(authors_partitions.name, author_id)
-        return True
-
-    with qdrant.open() as index:
-        report = purge_author(
-            config.author_id,
-            store=warehouse.get_store(),
-            delete_vectors=index.delete_author,
-            artifacts=artifacts,
-            delete_partition=delete_partition,
-            keep_artifacts=config.keep_artifacts,
-        )
+    report = purge_author_everywhere(
+        config.author_id, instance=context.instance, store=warehouse.get_store(), qdrant=qdrant,
+        artifacts=artifacts, keep_artifacts=config.keep_artifacts,
+    )
     context.log.info(report.summary())
 
 
