@@ -1,4 +1,4 @@
-"""Access to the author registry file (see `twin_assets.authors` for its format and why)."""
+"""Access to the author registry file (see `twin_assets.authors.registry` for its format and why)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from twin_assets.authors import RegistryError, load_registry
+from twin_assets.authors.registry import RegistryError, load_registry
 from twin_assets.domain.documents import Author
 
 

@@ -16,11 +16,11 @@ import sys
 import time
 from pathlib import Path
 
-from twin_assets.settings import data_dir
+from twin_assets.paths import data_dir
 
 
 def _resources() -> dict:
-    from twin_assets.resources_config import build_resources
+    from twin_assets.defs.resources import build_resources
 
     return build_resources()
 
@@ -45,7 +45,7 @@ def cmd_authors(args: argparse.Namespace) -> int:
         return 0
     import dagster as dg
 
-    from twin_assets.partitions import authors_partitions
+    from twin_assets.defs.partitions import authors_partitions
 
     instance = dg.DagsterInstance.get()
     existing = set(instance.get_dynamic_partitions(authors_partitions.name))
@@ -60,12 +60,8 @@ def cmd_authors(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace, authors) -> int:
-    from twin_assets.purge import (
-        AuthorStillRegistered,
-        PurgeFailed,
-        ensure_not_registered,
-        purge_author_everywhere,
-    )
+    from twin_assets.authors.purge import AuthorStillRegistered, PurgeFailed, ensure_not_registered
+    from twin_assets.defs.authors.purge import purge_author_everywhere
 
     if not args.author_id:
         print("twin authors purge needs the author id", file=sys.stderr)

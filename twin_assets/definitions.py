@@ -1,30 +1,37 @@
-"""The LLM Twin code location: every asset, check, sensor, schedule and resource, in one place.
+"""The LLM Twin code location. Start reading here.
 
-Start here. Each stage lives in `twin_assets/assets/<stage>.py`; the plain functions they call
-live in the stage's package (`crawling/`, `features/`, `datasets/`, `training/`), and every
-connection to the outside world is a resource in `resources/` (wired in `resources_config.py`).
+Each pipeline stage is one folder under `twin_assets/defs/` holding its assets, checks, jobs,
+sensors and schedules, merged below. Asset bodies call plain functions in the stage's logic
+package (`twin_assets/crawling/`, `features/`, `datasets/`, `training/`), which see storage only
+through the typed interfaces in `twin_assets/domain/stores.py`; the Dagster resources in
+`resources/` implement those, and `twin_assets/defs/resources.py` is the one place where they are
+configured (environment variables -> resource fields).
 """
 
 from __future__ import annotations
 
 import dagster as dg
 
-from twin_assets.assets import collection
-from twin_assets.assets import datasets as dataset_assets
-from twin_assets.assets import features as feature_assets
-from twin_assets.assets import training as training_assets
-from twin_assets.jobs import crawl_job, purge_author_job, twin_pipeline_job
-from twin_assets.resources_config import build_resources
-from twin_assets.schedules import weekly_recrawl
-from twin_assets.sensors import author_registry_sensor, automation_sensor
+from twin_assets.defs.authors.definitions import defs as authors
+from twin_assets.defs.collection.definitions import defs as collection
+from twin_assets.defs.datasets.definitions import defs as datasets
+from twin_assets.defs.features.definitions import defs as features
+from twin_assets.defs.jobs import automation_sensor, twin_pipeline_job
+from twin_assets.defs.resources import build_resources
+from twin_assets.defs.training.definitions import defs as training
 
-ASSET_MODULES = [collection, feature_assets, dataset_assets, training_assets]
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules(ASSET_MODULES),
-    asset_checks=dg.load_asset_checks_from_modules(ASSET_MODULES),
-    jobs=[crawl_job, twin_pipeline_job, purge_author_job],
-    schedules=[weekly_recrawl],
-    sensors=[author_registry_sensor, automation_sensor],
-    resources=build_resources(),
-)
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Built when Dagster loads the code location (not at import): the resources read their
+    configuration from the environment of the process that loads it."""
+    return dg.Definitions.merge(
+        collection,
+        features,
+        datasets,
+        training,
+        authors,
+        dg.Definitions(
+            jobs=[twin_pipeline_job], sensors=[automation_sensor], resources=build_resources()
+        ),
+    )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from twin_assets.authors import RegistryError, author_fingerprint, load_registry, parse_registry
-from twin_assets.settings import PROJECT_ROOT
+from twin_assets.authors.registry import RegistryError, author_fingerprint, load_registry, parse_registry
+from twin_assets.paths import PROJECT_ROOT
 
 
 def test_bundled_registry_expands_placeholders(monkeypatch):

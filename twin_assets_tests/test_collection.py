@@ -14,10 +14,10 @@ import yaml
 
 from resources.author_registry import AuthorRegistryResource
 from resources.crawler import CrawlerResource
-from twin_assets.assets.collection import raw_documents
-from twin_assets.partitions import authors_partitions
+from twin_assets.defs.collection.assets import raw_documents
+from twin_assets.defs.partitions import authors_partitions
 from twin_assets.sample_data.prepare import prepare_sample
-from twin_assets.settings import PROJECT_ROOT
+from twin_assets.paths import PROJECT_ROOT
 
 AUTHOR = "maya-kowalski"
 
@@ -91,10 +91,16 @@ def test_raw_documents_crawls_stores_and_is_idempotent(sample_registry, warehous
 
 
 def test_definitions_load():
-    from twin_assets.definitions import defs
+    from twin_assets.definitions import defs as load_defs
 
+    defs = load_defs()
     dg.Definitions.validate_loadable(defs)
-    assert defs.resolve_asset_graph().get_all_asset_keys() >= {dg.AssetKey("raw_documents")}
+    assert defs.resolve_asset_graph().get_all_asset_keys() >= {
+        dg.AssetKey(k)
+        for k in ("raw_documents", "cleaned_documents", "chunks", "embedded_chunks",
+                  "instruction_dataset", "preference_dataset", "base_model", "sft_model", "dpo_model")
+    }
+    assert {j.name for j in defs.jobs} >= {"crawl_author", "twin_pipeline", "purge_author"}
 
 
 def test_cli_materializes_a_partition(sample_registry, mongo_server, tmp_path, monkeypatch):

@@ -12,7 +12,7 @@ from twin_assets.crawling.extract import (
     is_clutter_text,
     normalize_url,
 )
-from twin_assets.settings import PROJECT_ROOT
+from twin_assets.paths import PROJECT_ROOT
 
 CODE = 'def f(x):\n\n\tif x:\n        return  x  *  2   \n    return None'
 PAGE = f"""<html><head><title>T</title></head><body>

@@ -24,7 +24,7 @@ from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.crawling.substack import SubstackCrawler
 from twin_assets.domain.documents import Author, AuthorLink, Platform, SourceKind
 from twin_assets.sample_data.server import SampleSite
-from twin_assets.settings import SAMPLE_DATA_DIR
+from twin_assets.paths import SAMPLE_DATA_DIR
 
 SETTINGS = CrawlSettings(allow_hosts=["127.0.0.1"], allow_local_sources=True,
                          min_domain_interval_s=0, max_retries=0, browser_mode="never")

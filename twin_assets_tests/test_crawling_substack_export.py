@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from twin_assets.authors import load_registry
+from twin_assets.authors.registry import load_registry
 from twin_assets.crawling import crawl_author
 from twin_assets.crawling.base import CrawlContext
 from twin_assets.crawling.dispatcher import default_registry
@@ -25,7 +25,7 @@ from twin_assets.crawling.substack_export import (
     split_export_link,
 )
 from twin_assets.domain.documents import Author, AuthorLink, Platform, SourceKind
-from twin_assets.settings import PROJECT_ROOT, SAMPLE_DATA_DIR
+from twin_assets.paths import PROJECT_ROOT, SAMPLE_DATA_DIR
 
 SETTINGS = CrawlSettings(allow_local_sources=True, min_domain_interval_s=0, max_retries=0,
                          browser_mode="never")

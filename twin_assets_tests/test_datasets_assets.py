@@ -10,9 +10,9 @@ import pytest
 
 from resources.artifacts import ArtifactStoreResource
 from resources.llm import TextGeneratorResource
-from twin_assets.assets.datasets import instruction_dataset, preference_dataset
+from twin_assets.defs.datasets.assets import instruction_dataset, preference_dataset
 from twin_assets.datasets import storage
-from twin_assets.partitions import authors_partitions
+from twin_assets.defs.partitions import authors_partitions
 from twin_assets_tests.fake_openai_server import FakeOpenAIServer
 from twin_assets_tests.test_datasets_fixtures import AUTHOR, POSTS, cleaned, corpus
 from twin_assets.domain.documents import Category, Platform
@@ -178,7 +178,7 @@ def test_min_size_check_blocks_with_a_clear_message(warehouse, instance, tmp_pat
 def test_automation_follows_cleaned_data_version_not_every_run(instance):
     """Re-materialise on a new cleaned-data *version*; a no-op upstream run (same data version)
     requests nothing. Also: the definitions load with these assets and the llm resource."""
-    from twin_assets.resources_config import build_resources
+    from twin_assets.defs.resources import build_resources
 
     defs = dg.Definitions(assets=[CLEANED, dg.AssetSpec("base_model"), instruction_dataset,
                                   preference_dataset], resources=build_resources())

@@ -39,7 +39,7 @@ from twin_assets.datasets.offline import nlp as offline_nlp
 from twin_assets.domain.documents import Author, AuthorLink, Category, Platform, SourceKind
 from twin_assets.features.cleaning import clean_document
 from twin_assets.sample_data.prepare import build_git_repo
-from twin_assets.settings import SAMPLE_DATA_DIR
+from twin_assets.paths import SAMPLE_DATA_DIR
 
 SETTINGS = CrawlSettings(allow_local_sources=True, min_domain_interval_s=0, max_retries=0,
                          browser_mode="never")

@@ -8,11 +8,11 @@ import pytest
 
 from resources.embedder import EmbedderResource
 from resources.vector_store import QdrantResource
-from twin_assets.assets import features as fa
+from twin_assets.defs.features import assets as fa
 from twin_assets.domain.documents import Block, Category, Platform, RawDocument, RepoFile
 from twin_assets.features import incremental, validation
 from twin_assets.features.retrieval import retrieve
-from twin_assets.partitions import authors_partitions
+from twin_assets.defs.partitions import authors_partitions
 
 AUTHOR = "ada"
 

@@ -13,12 +13,12 @@ from resources.author_registry import AuthorRegistryResource
 from resources.crawler import CrawlerResource
 from resources.embedder import EmbedderResource
 from resources.vector_store import QdrantResource
-from twin_assets.assets.collection import raw_documents
-from twin_assets.assets.features import chunks, cleaned_documents, embedded_chunks
-from twin_assets.partitions import authors_partitions
+from twin_assets.defs.collection.assets import raw_documents
+from twin_assets.defs.features.assets import chunks, cleaned_documents, embedded_chunks
+from twin_assets.defs.partitions import authors_partitions
 from twin_assets.sample_data.prepare import prepare_sample
 from twin_assets.sample_data.server import SITE_DIR, SampleSite
-from twin_assets.settings import PROJECT_ROOT
+from twin_assets.paths import PROJECT_ROOT
 from twin_assets_tests.conftest import free_port
 
 AUTHOR = "maya-kowalski"

@@ -15,16 +15,16 @@ from resources.artifacts import ArtifactStoreResource
 from resources.author_registry import AuthorRegistryResource
 from resources.vector_store import QdrantResource
 from resources.warehouse import AUTHORS
-from twin_assets.jobs import purge_author_job
-from twin_assets.partitions import authors_partitions
-from twin_assets.purge import (
+from twin_assets.defs.authors.jobs import purge_author_job
+from twin_assets.defs.partitions import authors_partitions
+from twin_assets.authors.purge import (
     AUTHOR_COLLECTIONS,
     AuthorStillRegistered,
     PurgeFailed,
     ensure_not_registered,
     purge_author,
 )
-from twin_assets.sensors import author_registry_sensor
+from twin_assets.defs.collection.sensors import author_registry_sensor
 
 GONE, KEPT = "ola-nowak", "maya-kowalski"
 REGISTRY_KEPT = f"""authors:

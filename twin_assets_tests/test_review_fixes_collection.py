@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-import twin_assets.collect as collect
-from twin_assets.collect import collect_author, collection_metadata
+import twin_assets.crawling.collect as collect
+from twin_assets.crawling.collect import collect_author, collection_metadata
 from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.domain.documents import (
     Author,

@@ -7,9 +7,9 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from resources.author_registry import AuthorRegistryResource
-from twin_assets.partitions import authors_partitions
-from twin_assets.schedules import weekly_recrawl
-from twin_assets.sensors import author_registry_sensor
+from twin_assets.defs.partitions import authors_partitions
+from twin_assets.defs.collection.schedules import weekly_recrawl
+from twin_assets.defs.collection.sensors import author_registry_sensor
 
 ONE = """authors:
   - id: maya-kowalski
@@ -100,7 +100,7 @@ def test_links_changed_back_and_forth_crawl_every_time(tmp_path):
 def test_sensor_reads_a_cursor_of_the_older_format_without_recrawling(tmp_path):
     import json
 
-    from twin_assets.authors import author_fingerprint, load_registry
+    from twin_assets.authors.registry import author_fingerprint, load_registry
 
     registry = tmp_path / "authors.yaml"
     registry.write_text(ONE)

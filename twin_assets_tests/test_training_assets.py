@@ -11,8 +11,8 @@ import pytest
 from resources.artifacts import ArtifactStoreResource
 from resources.sagemaker import SageMakerResource
 from resources.tracking import WandbResource
-from twin_assets.assets.training import dpo_model, sft_model
-from twin_assets.partitions import authors_partitions
+from twin_assets.defs.training.assets import dpo_model, sft_model
+from twin_assets.defs.partitions import authors_partitions
 from twin_assets_tests.training_fixtures import AUTHOR, instruction_rows, preference_rows, tiny_model, write_dataset
 
 

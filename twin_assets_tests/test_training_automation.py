@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from twin_assets.assets.training import (
+from twin_assets.defs.training.assets import (
     BASE_MODEL,
     INSTRUCTION_DATASET,
     PREFERENCE_DATASET,
     dpo_model,
     sft_model,
 )
-from twin_assets.partitions import authors_partitions
+from twin_assets.defs.partitions import authors_partitions
 
 AUTHOR = "maya-kowalski"
 

@@ -205,9 +205,9 @@ def test_base_model_asset_version_follows_weights_and_drives_retraining(tmp_path
     from resources.artifacts import ArtifactStoreResource
     from resources.sagemaker import SageMakerResource
     from resources.tracking import WandbResource
-    from twin_assets.assets.training import (
+    from twin_assets.defs.training.assets import (
         INSTRUCTION_DATASET, PREFERENCE_DATASET, base_model, dpo_model, sft_model)
-    from twin_assets.partitions import authors_partitions
+    from twin_assets.defs.partitions import authors_partitions
 
     author = "maya-kowalski"
     ckpt = _checkpoint(tmp_path / "base")

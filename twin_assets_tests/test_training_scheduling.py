@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from twin_assets.assets.training import dpo_model, sft_model
+from twin_assets.defs.training.assets import dpo_model, sft_model
 
 GPU_LIMITS = {"limits": {"nvidia.com/gpu": "1"}, "requests": {"nvidia.com/gpu": "1"}}
 

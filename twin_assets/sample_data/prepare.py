@@ -8,7 +8,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from twin_assets.settings import SAMPLE_DATA_DIR
+from twin_assets.paths import SAMPLE_DATA_DIR
 
 
 def build_linkedin_export(target: Path, source: Path = SAMPLE_DATA_DIR / "exports" / "linkedin") -> Path:

@@ -22,7 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from twin_assets.settings import data_dir
+from twin_assets.paths import data_dir
 
 SMOLLM2_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "smollm2-135m-instruct"

@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from twin_assets.settings import data_dir
+from twin_assets.paths import data_dir
 
 FINGERPRINT_SCHEME = "twin-checkpoint-fingerprint-v1"
 HASH_BLOCK_BYTES = 4 * 1024 * 1024

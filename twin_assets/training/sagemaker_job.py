@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from twin_assets.settings import PROJECT_ROOT
+from twin_assets.paths import PROJECT_ROOT
 
 TERMINAL = {"Completed", "Failed", "Stopped"}
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"

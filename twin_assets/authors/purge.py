@@ -124,24 +124,3 @@ def purge_author(
     if report.errors:
         raise PurgeFailed(report)
     return report
-
-
-def purge_author_everywhere(
-    author_id: str, *, instance, store: DocumentStore, qdrant, artifacts, keep_artifacts: bool = False
-) -> PurgeReport:
-    """The purge as the CLI and the `purge_author` job run it: the warehouse, the Qdrant
-    collection (opened here and closed again, for local mode's one-client lock), the artifact
-    store and the author's partition on this Dagster `instance`."""
-    from twin_assets.partitions import authors_partitions
-
-    def delete_partition(key: str) -> bool:
-        if not instance.has_dynamic_partition(authors_partitions.name, key):
-            return False
-        instance.delete_dynamic_partition(authors_partitions.name, key)
-        return True
-
-    with qdrant.open() as index:
-        return purge_author(
-            author_id, store=store, delete_vectors=index.delete_author, artifacts=artifacts,
-            delete_partition=delete_partition, keep_artifacts=keep_artifacts,
-        )

@@ -54,7 +54,7 @@ from twin_assets.datasets.reporting import (
 )
 from twin_assets.datasets.splitting import SplitParams
 from twin_assets.domain.datasets import DatasetCard
-from twin_assets.partitions import authors_partitions
+from twin_assets.defs.partitions import authors_partitions
 
 CODE_VERSION = "datasets-3"  # 2: split by source document; 3: one document assignment for both
 CLEANED_DOCUMENTS = dg.AssetKey("cleaned_documents")

@@ -16,7 +16,7 @@ from resources.vector_store import QdrantResource
 from resources.sagemaker import SageMakerResource
 from resources.tracking import WandbResource
 from resources.warehouse import WarehouseResource
-from twin_assets.settings import PROJECT_ROOT, data_dir, env_or
+from twin_assets.paths import PROJECT_ROOT, data_dir, env_or
 
 
 def build_resources() -> dict:

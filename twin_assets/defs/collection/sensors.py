@@ -1,5 +1,4 @@
-"""Sensors: new or changed authors in the registry become partitions and crawls; declarative
-automation carries new data downstream."""
+"""The registry sensor: new or changed authors in the registry become partitions and crawls."""
 
 from __future__ import annotations
 
@@ -8,9 +7,9 @@ import json
 import dagster as dg
 
 from resources.author_registry import AuthorRegistryResource
-from twin_assets.authors import RegistryError, author_fingerprint
-from twin_assets.jobs import crawl_job
-from twin_assets.partitions import authors_partitions
+from twin_assets.authors.registry import RegistryError, author_fingerprint
+from twin_assets.defs.collection.jobs import crawl_job
+from twin_assets.defs.partitions import authors_partitions
 
 
 @dg.sensor(
@@ -72,12 +71,3 @@ def _read_cursor(cursor: str | None) -> tuple[dict[str, str], int]:
     if isinstance(data.get("authors"), dict):
         return dict(data["authors"]), int(data.get("evaluation", 0))
     return data, 0
-
-
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    name="twin_automation",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Evaluates every asset's automation condition: new data flows downstream.",
-)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import dagster as dg
 
 from resources.author_registry import AuthorRegistryResource
-from twin_assets.authors import RegistryError
-from twin_assets.jobs import crawl_job
-from twin_assets.partitions import authors_partitions
+from twin_assets.authors.registry import RegistryError
+from twin_assets.defs.collection.jobs import crawl_job
+from twin_assets.defs.partitions import authors_partitions
 
 
 @dg.schedule(

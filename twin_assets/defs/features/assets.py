@@ -27,7 +27,7 @@ from twin_assets.features import incremental, validation
 from twin_assets.features.chunking import CHUNKER_VERSION
 from twin_assets.features.cleaning import CLEANER_VERSION
 from twin_assets.features.reporting import category_table, chunk_preview, token_histogram
-from twin_assets.partitions import authors_partitions
+from twin_assets.defs.partitions import authors_partitions
 
 RAW_DOCUMENTS = dg.AssetKey("raw_documents")
 TOKEN_LIMIT = "chunks_within_token_limit"

@@ -12,7 +12,7 @@ import dagster as dg
 from resources.artifacts import ArtifactStoreResource
 from resources.sagemaker import SageMakerResource
 from resources.tracking import WandbResource
-from twin_assets.partitions import authors_partitions
+from twin_assets.defs.partitions import authors_partitions
 from twin_assets.training import registry
 from twin_assets.domain.documents import sha256_text
 from twin_assets.training.base_model import is_smoke_test_model, resolve_base_model

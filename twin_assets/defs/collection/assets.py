@@ -6,8 +6,8 @@ import dagster as dg
 from resources.author_registry import AuthorRegistryResource
 from resources.crawler import CrawlerResource
 from resources.warehouse import WarehouseResource
-from twin_assets.collect import collect_author, collection_metadata
-from twin_assets.partitions import authors_partitions
+from twin_assets.crawling.collect import collect_author, collection_metadata
+from twin_assets.defs.partitions import authors_partitions
 
 NO_DUPLICATE_LINKS = "no_duplicate_links"
 NON_EMPTY_CONTENT = "non_empty_content"

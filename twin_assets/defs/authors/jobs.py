@@ -1,4 +1,4 @@
-"""Jobs: named selections that sensors, schedules and users launch per author."""
+"""The `purge_author` job: forgetting one author everywhere, from the UI."""
 
 import dagster as dg
 
@@ -6,21 +6,8 @@ from resources.artifacts import ArtifactStoreResource
 from resources.author_registry import AuthorRegistryResource
 from resources.vector_store import QdrantResource
 from resources.warehouse import WarehouseResource
-from twin_assets.partitions import authors_partitions
-
-crawl_job = dg.define_asset_job(
-    name="crawl_author",
-    selection=dg.AssetSelection.assets("raw_documents"),
-    partitions_def=authors_partitions,
-    description="Re-crawl one author's registered links. Downstream assets follow by automation.",
-)
-
-twin_pipeline_job = dg.define_asset_job(
-    name="twin_pipeline",
-    selection=dg.AssetSelection.all(),
-    partitions_def=authors_partitions,
-    description="The whole graph for one author, end to end (the README's main job).",
-)
+from twin_assets.authors.purge import ensure_not_registered
+from twin_assets.defs.authors.purge import purge_author_everywhere
 
 
 class PurgeAuthorConfig(dg.Config):
@@ -40,8 +27,6 @@ def purge_author_op(
     qdrant: QdrantResource,
     artifacts: ArtifactStoreResource,
 ) -> None:
-    from twin_assets.purge import ensure_not_registered, purge_author_everywhere
-
     if config.author_id != config.confirm_author_id:
         raise dg.Failure(
             f"confirm_author_id {config.confirm_author_id!r} does not match author_id {config.author_id!r}"

@@ -22,7 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from twin_assets.domain.documents import Author, sha256_text
-from twin_assets.settings import SAMPLE_DATA_DIR, data_dir
+from twin_assets.paths import SAMPLE_DATA_DIR, data_dir
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

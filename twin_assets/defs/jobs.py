@@ -1,0 +1,20 @@
+"""The whole-graph job and the automation sensor: they span every stage, so they live above them."""
+
+import dagster as dg
+
+from twin_assets.defs.partitions import authors_partitions
+
+twin_pipeline_job = dg.define_asset_job(
+    name="twin_pipeline",
+    selection=dg.AssetSelection.all(),
+    partitions_def=authors_partitions,
+    description="The whole graph for one author, end to end (the README's main job).",
+)
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    name="twin_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Evaluates every asset's automation condition: new data flows downstream.",
+)
