@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 
+import dagster as dg
+
 from resources.artifacts import ArtifactStoreResource
 from resources.crawler import CrawlerResource
 from resources.embedder import EmbedderResource
@@ -16,7 +18,13 @@ from resources.vector_store import QdrantResource
 from resources.sagemaker import SageMakerResource
 from resources.tracking import WandbResource
 from resources.warehouse import WarehouseResource
-from twin_assets.paths import PROJECT_ROOT, data_dir, env_or
+from twin_assets.paths import PROJECT_ROOT, data_dir
+
+
+def env_or(name: str, default: str) -> str | dg.EnvVar:
+    """A variable that is set becomes a Dagster `EnvVar` (resolved at run time, never shown in
+    the UI or logged); an unset one falls back to the local default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
 
 
 def build_resources() -> dict:
