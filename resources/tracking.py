@@ -1,18 +1,22 @@
 """Experiment tracking with wandb (dagster-wandb does not import with wandb >= 0.30).
 
 Offline by default: runs are written under `<data_dir>/wandb` and can be uploaded later with
-`wandb sync <run dir>`; online when WANDB_API_KEY is set (or mode="online" configured).
+`wandb sync <run dir>`; online when an API key is configured (or mode="online").
 trl's own `report_to=["wandb"]` callback logs the step-wise losses into the run opened here
 (it reuses an active `wandb.run`), and this resource adds config, summary and tables.
+
+Everything wandb needs is passed to `wandb.init` (mode, dir, `wandb.Settings` with the key):
+the resource neither reads nor writes the process environment, so two runs in one process
+cannot leak settings into each other and the key never lands in `os.environ` or `~/.netrc`.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import dagster as dg
 from pydantic import Field
@@ -53,12 +57,13 @@ class WandbResource(dg.ConfigurableResource):
     entity: str = Field(default="", description="WANDB_ENTITY (team/user); empty = default.")
     mode: str = Field(default="", description="online|offline|disabled; empty = online iff an API key is set.")
     api_key: str = Field(default="", description="WANDB_API_KEY (secret: pass as EnvVar).")
-    dir: str = Field(default=".data/wandb", description="Where run files are written.")
+    dir: str = Field(default=".data/wandb", description="Where run files are written (WANDB_DIR).")
+    silent: bool = Field(default=True, description="Keep wandb's console output quiet (WANDB_SILENT).")
 
     def resolved_mode(self) -> str:
         if self.mode:
             return self.mode
-        return "online" if (self.api_key or os.environ.get("WANDB_API_KEY")) else "offline"
+        return "online" if self.api_key else "offline"
 
     @contextmanager
     def start_run(
@@ -70,18 +75,17 @@ class WandbResource(dg.ConfigurableResource):
         import wandb
 
         mode = self.resolved_mode()
-        Path(self.dir).mkdir(parents=True, exist_ok=True)
-        # trl's callback reads these when it touches wandb; keep them consistent with our run.
-        os.environ["WANDB_MODE"] = mode
-        os.environ["WANDB_DIR"] = str(Path(self.dir).resolve())
-        os.environ["WANDB_PROJECT"] = self.project
-        os.environ.setdefault("WANDB_SILENT", "true")
+        run_dir = Path(self.dir).resolve()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        # only what is configured: an unset key must not override wandb's own login
+        given: dict[str, Any] = {"silent": self.silent}
         if self.api_key:
-            os.environ["WANDB_API_KEY"] = self.api_key
+            given["api_key"] = self.api_key
+        settings = wandb.Settings(**given)
         run = wandb.init(
             project=self.project, entity=self.entity or None, name=name, group=group,
-            job_type=job_type, config=config, tags=tags or [], dir=str(Path(self.dir).resolve()),
-            mode=mode, reinit="finish_previous",
+            job_type=job_type, config=config, tags=tags or [], dir=str(run_dir),
+            mode=mode, settings=settings, reinit="finish_previous",  # type: ignore[arg-type]
         )
         tracked = TrackedRun(run, str(Path(run.dir).parent), run.id, run.url or "", mode)
         try:

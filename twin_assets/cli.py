@@ -4,6 +4,11 @@
     twin authors purge ID [--yes]    forget an author removed from the registry (all their data)
     twin warehouse start | stop | status
     twin sample prepare | start | stop | serve
+
+A mistake the user can fix (an invalid registry or environment variable, a refused purge, an
+unreachable warehouse, DAGSTER_HOME unset) is reported as one line on stderr with exit status
+1; `twin --debug ...` (or TWIN_DEBUG=1) shows the traceback instead. Anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +22,31 @@ import time
 from pathlib import Path
 
 from twin_assets.paths import data_dir
+
+
+class CliError(Exception):
+    """A problem the user can act on; its message is the whole report."""
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """The one line to print for a user error, or None for a bug (which keeps its traceback)."""
+    from resources.embedded_mongo import EmbeddedMongoError
+    from twin_assets.authors.purge import AuthorStillRegistered, PurgeFailed
+    from twin_assets.authors.registry import RegistryError
+    from twin_assets.defs.resources import ConfigurationError
+
+    prefixes: list[tuple[type[BaseException], str]] = [
+        (CliError, ""),
+        (RegistryError, "author registry: "),
+        (ConfigurationError, "configuration: "),
+        (AuthorStillRegistered, "refused: "),
+        (PurgeFailed, "purge incomplete (safe to re-run): "),
+        (EmbeddedMongoError, "embedded warehouse: "),
+    ]
+    for kind, prefix in prefixes:
+        if isinstance(exc, kind):
+            return prefix + " ".join(str(exc).split())
+    return None
 
 
 def _resources() -> dict:
@@ -34,6 +64,49 @@ def _warehouse():
     return wh
 
 
+def _store(warehouse):
+    """The warehouse's document store; an external server that does not answer is a user error
+    naming its hosts (never the full URI, which may hold a password)."""
+    from pymongo.errors import ConfigurationError as MongoConfigurationError
+    from pymongo.errors import ConnectionFailure
+
+    try:
+        return warehouse.get_store()
+    except MongoConfigurationError as exc:
+        if not warehouse.uri:
+            raise
+        raise CliError(f"TWIN_MONGO_URI is not a usable MongoDB URI ({type(exc).__name__})") from exc
+    except ConnectionFailure as exc:
+        if not warehouse.uri:
+            raise
+        raise CliError(
+            f"cannot reach the warehouse at {_hosts(warehouse.uri)} (TWIN_MONGO_URI) within "
+            f"{warehouse.server_selection_timeout_ms / 1000:g}s ({type(exc).__name__}); check that it "
+            "is running and reachable, or unset TWIN_MONGO_URI to use the embedded one"
+        ) from exc
+
+
+def _hosts(uri: str) -> str:
+    from pymongo.uri_parser import parse_uri
+
+    try:
+        return ", ".join(f"{host}:{port}" for host, port in parse_uri(uri, validate=False)["nodelist"])
+    except Exception:
+        return "the configured URI"
+
+
+def _instance():
+    """This Dagster instance; DAGSTER_HOME unset or missing is a user error."""
+    import dagster as dg
+    from dagster._core.errors import DagsterHomeNotSetError
+
+    try:
+        return dg.DagsterInstance.get()
+    except (DagsterHomeNotSetError, dg.DagsterInvariantViolationError) as exc:
+        first = str(exc).strip().split("\n")[0].strip()
+        raise CliError(f"{first} Run `source scripts/env.sh` or point DAGSTER_HOME at the instance directory.") from exc
+
+
 def cmd_authors(args: argparse.Namespace) -> int:
     registry = _resources()["authors"]
     authors = registry.authors()
@@ -43,16 +116,14 @@ def cmd_authors(args: argparse.Namespace) -> int:
         for a in authors:
             print(f"{a.id}\t{a.full_name}\t{len(a.links)} links")
         return 0
-    import dagster as dg
-
     from twin_assets.defs.partitions import authors_partitions
 
-    instance = dg.DagsterInstance.get()
+    instance = _instance()
     existing = set(instance.get_dynamic_partitions(authors_partitions.name))
     new = [a.id for a in authors if a.id not in existing]
     if new:
         instance.add_dynamic_partitions(authors_partitions.name, new)
-    store = _warehouse().get_store()
+    store = _store(_warehouse())
     for a in authors:
         store.upsert_author(a)
     print(f"authors: {len(authors)} registered, {len(new)} new partitions: {', '.join(new) or '-'}")
@@ -60,43 +131,50 @@ def cmd_authors(args: argparse.Namespace) -> int:
 
 
 def _purge(args: argparse.Namespace, authors) -> int:
-    from twin_assets.authors.purge import AuthorStillRegistered, PurgeFailed, ensure_not_registered
+    from twin_assets.authors.purge import ensure_not_registered
     from twin_assets.defs.authors.purge import purge_author_everywhere
 
     if not args.author_id:
-        print("twin authors purge needs the author id", file=sys.stderr)
-        return 2
-    try:
-        ensure_not_registered(args.author_id, authors)
-    except AuthorStillRegistered as exc:
-        print(f"refused: {exc}", file=sys.stderr)
-        return 1
+        raise CliError("twin authors purge needs the author id")
+    if not _is_author_id(args.author_id):
+        raise CliError(f"{args.author_id!r} is not an author id (a lowercase slug: letters, digits, '-' or '_')")
+    ensure_not_registered(args.author_id, authors)  # AuthorStillRegistered: "refused: ..."
     if not args.yes:
-        answer = input(f"Delete every document, vector, dataset and model of {args.author_id!r}? "
-                       "Type the author id to confirm: ")
+        try:
+            answer = input(f"Delete every document, vector, dataset and model of {args.author_id!r}? "
+                           "Type the author id to confirm: ")
+        except EOFError:
+            answer = ""
         if answer.strip() != args.author_id:
-            print("not confirmed; nothing deleted", file=sys.stderr)
+            print("not confirmed; nothing deleted (pass --yes to skip the question)", file=sys.stderr)
             return 1
-    import dagster as dg
-
     resources = _resources()
-    try:
-        report = purge_author_everywhere(
-            args.author_id, instance=dg.DagsterInstance.get(), store=_warehouse().get_store(),
-            qdrant=resources["qdrant"], artifacts=resources["artifacts"],
-            keep_artifacts=args.keep_artifacts,
-        )
-    except PurgeFailed as exc:
-        print(f"purge incomplete (safe to re-run): {exc}", file=sys.stderr)
-        return 1
+    report = purge_author_everywhere(  # PurgeFailed: "purge incomplete (safe to re-run): ..."
+        args.author_id, instance=_instance(), store=_store(_warehouse()),
+        qdrant=resources["qdrant"], artifacts=resources["artifacts"],
+        keep_artifacts=args.keep_artifacts,
+    )
     print(report.summary())
     return 0
+
+
+def _is_author_id(author_id: str) -> bool:
+    """The registry's own rule (a slug), so a typo is refused before anyone is asked to confirm."""
+    from pydantic import ValidationError
+
+    from twin_assets.domain.documents import Author
+
+    try:
+        Author(id=author_id, full_name=author_id)
+    except ValidationError:
+        return False
+    return True
 
 
 def cmd_warehouse(args: argparse.Namespace) -> int:
     wh = _warehouse()
     if wh.uri:
-        print(f"warehouse is external ({'TWIN_MONGO_URI'}); nothing to {args.action}")
+        print(f"warehouse is external (TWIN_MONGO_URI); nothing to {args.action}")
         return 0
     server = wh.embedded()
     if args.action == "start":
@@ -131,13 +209,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
     pid_file = _site_pid_file()
     if args.action == "start":
         pid_file.parent.mkdir(parents=True, exist_ok=True)
-        log = open(data_dir() / "sample-site.log", "ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "twin_assets.sample_data.server", "--port", str(args.port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(data_dir() / "sample-site.log", "ab") as log:  # the child keeps its own copy
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "twin_assets.sample_data.server", "--port", str(args.port)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         pid_file.write_text(str(proc.pid))
         import socket
 
@@ -161,8 +239,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="twin", description=__doc__.splitlines()[0])
+def _sample_port() -> int:
+    raw = os.environ.get("TWIN_SAMPLE_PORT", "") or "8765"
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise CliError(f"TWIN_SAMPLE_PORT={raw!r} is not a port number")
+    return int(raw)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="twin", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too (or TWIN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("authors", help="list the registry, sync it into Dagster and the warehouse, or purge an author")
     p.add_argument("action", choices=["list", "sync", "purge"])
@@ -175,12 +261,27 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_warehouse)
     p = sub.add_parser("sample", help="the bundled sample author")
     p.add_argument("action", choices=["prepare", "start", "stop", "serve"])
-    p.add_argument(
-        "--port", type=int, default=int(os.environ.get("TWIN_SAMPLE_PORT", "8765"))
-    )
+    p.add_argument("--port", type=int, default=None, help="default: TWIN_SAMPLE_PORT, else 8765")
     p.set_defaults(func=cmd_sample)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    debug = args.debug or os.environ.get("TWIN_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
+    try:
+        if getattr(args, "port", 0) is None:
+            args.port = _sample_port()
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("twin: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = user_error_message(exc)
+        if message is None or debug:
+            raise
+        print(f"twin: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ import yaml
 
 from resources.author_registry import AuthorRegistryResource
 from resources.crawler import CrawlerResource
+from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.defs.collection.assets import raw_documents
 from twin_assets.defs.partitions import authors_partitions
+from twin_assets.defs.resources import registry_placeholders
 from twin_assets.sample_data.prepare import prepare_sample
 from twin_assets.paths import PROJECT_ROOT
 
@@ -43,10 +45,10 @@ def sample_registry(tmp_path_factory, sample_site) -> Path:
 
 def _resources(registry: Path, warehouse) -> dict:
     return {
-        "authors": AuthorRegistryResource(path=str(registry)),
-        "crawler": CrawlerResource(
+        "authors": AuthorRegistryResource(path=str(registry), placeholders=registry_placeholders()),
+        "crawler": CrawlerResource.from_settings(CrawlSettings(
             allow_hosts=["127.0.0.1"], allow_local_sources=True, page_timeout_s=20, min_domain_interval_s=0
-        ),
+        )),
         "warehouse": warehouse,
     }
 

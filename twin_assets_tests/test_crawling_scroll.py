@@ -14,13 +14,14 @@ import pytest
 
 from resources.crawler import CrawlerResource
 from twin_assets.crawling.base import CrawlContext
-from twin_assets.crawling.extract import page_links
 from twin_assets.crawling.fetch import PageFetcher
 from twin_assets.crawling.generic import GenericArticleCrawler
 from twin_assets.crawling.medium import MediumCrawler
 from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.crawling.substack import SubstackCrawler
+from twin_assets.crawling.urls import page_links
 from twin_assets.crawling.web import runs_scripts
+from twin_assets.defs.resources import crawl_settings_from_env
 from twin_assets.domain.documents import Author, AuthorLink, Platform
 
 SETTINGS = CrawlSettings(allow_hosts=["127.0.0.1"], min_domain_interval_s=0, page_timeout_s=10,
@@ -177,8 +178,7 @@ def test_runs_scripts_ignores_data_blocks():
 
 
 def test_scroll_settings_come_from_the_environment():
-    settings = CrawlerResource.from_env({"TWIN_CRAWL_MAX_SCROLL_ROUNDS": "7",
-                                         "TWIN_CRAWL_SCROLL_SETTLE_S": "0.75"}).settings()
+    settings = crawl_settings_from_env({"TWIN_CRAWL_MAX_SCROLL_ROUNDS": "7", "TWIN_CRAWL_SCROLL_SETTLE_S": "0.75"})
     assert settings.max_scroll_rounds == 7 and settings.scroll_settle_s == 0.75
-    defaults = CrawlerResource.from_env({}).settings()
+    defaults = CrawlerResource.from_settings(crawl_settings_from_env({})).settings()
     assert defaults.max_scroll_rounds == 20 and defaults.scroll_settle_s == 1.5

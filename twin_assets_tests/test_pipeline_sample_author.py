@@ -13,6 +13,7 @@ from resources.author_registry import AuthorRegistryResource
 from resources.crawler import CrawlerResource
 from resources.embedder import EmbedderResource
 from resources.vector_store import QdrantResource
+from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.defs.collection.assets import raw_documents
 from twin_assets.defs.features.assets import chunks, cleaned_documents, embedded_chunks
 from twin_assets.defs.partitions import authors_partitions
@@ -47,7 +48,9 @@ def pipeline(tmp_path_factory, mongo_server):
     (root / "authors.yaml").write_text(yaml.safe_dump(registry))
     resources = {
         "authors": AuthorRegistryResource(path=str(root / "authors.yaml")),
-        "crawler": CrawlerResource(allow_hosts=["127.0.0.1"], allow_local_sources=True, min_domain_interval_s=0),
+        "crawler": CrawlerResource.from_settings(
+            CrawlSettings(allow_hosts=["127.0.0.1"], allow_local_sources=True, min_domain_interval_s=0)
+        ),
         "warehouse": WarehouseResource(uri=mongo_server.uri, database="e2e"),
         "embedder": EmbedderResource(),
         "qdrant": QdrantResource(path=str(root / "qdrant")),

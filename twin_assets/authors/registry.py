@@ -6,16 +6,17 @@ requests a crawl. A file under version control gives review, history and rollbac
 what each twin may read, which a click in a UI does not. Only the links listed here are followed.
 
 Values may use the `${VAR}` placeholders `TWIN_SAMPLE_SITE_URL`, `TWIN_SAMPLE_DIR` and
-`TWIN_DATA_DIR` (from the environment, else local defaults for the bundled sample) and no others:
-a link is a URL the crawler fetches, so `${TWIN_LLM_API_KEY}` in a registry edit would send a
-secret to whatever server the link names.
+`TWIN_DATA_DIR` and no others: a link is a URL the crawler fetches, so `${TWIN_LLM_API_KEY}` in a
+registry edit would send a secret to whatever server the link names. Their values are passed in
+(`twin_assets/defs/resources.py` takes them from the environment); unset ones are the local
+defaults for the bundled sample. This module never looks at the environment itself.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -31,6 +32,9 @@ class RegistryError(ValueError):
     """The registry file is missing, unreadable or invalid; the message says where."""
 
 
+PLACEHOLDERS = ("TWIN_SAMPLE_SITE_URL", "TWIN_SAMPLE_DIR", "TWIN_DATA_DIR")
+
+
 def placeholder_defaults() -> dict[str, str]:
     return {
         "TWIN_SAMPLE_SITE_URL": "http://127.0.0.1:8765",
@@ -39,12 +43,20 @@ def placeholder_defaults() -> dict[str, str]:
     }
 
 
-def expand(value: str, env: dict[str, str] | None = None) -> str:
+def resolve_placeholders(values: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The defaults overridden by the given non-empty values; naming any other variable is an
+    error, so a configuration cannot widen what a registry may expand."""
+    given = {name: value for name, value in (values or {}).items() if value}
+    unknown = sorted(set(given) - set(PLACEHOLDERS))
+    if unknown:
+        raise RegistryError(f"not registry placeholders: {', '.join(unknown)}")
+    return {**placeholder_defaults(), **given}
+
+
+def expand(value: str, placeholders: Mapping[str, str] | None = None) -> str:
     """Substitute the documented placeholders only; any other `${VAR}` is an error, never a
     lookup in the environment (which holds credentials)."""
-    environ = env if env is not None else os.environ
-    defaults = placeholder_defaults()
-    lookup = {name: environ.get(name, default) for name, default in defaults.items()}
+    lookup = resolve_placeholders(placeholders)
 
     def sub(match: re.Match) -> str:
         name = match.group(1)
@@ -62,22 +74,30 @@ class _RegistryFile(BaseModel):
     authors: list[Author]
 
 
-def parse_registry(text: str, source: str = "<registry>") -> list[Author]:
+def parse_registry(
+    text: str, source: str = "<registry>", placeholders: Mapping[str, str] | None = None
+) -> list[Author]:
     """Parse and validate a registry; duplicate ids are an error, not a silent overwrite."""
+    lookup = resolve_placeholders(placeholders)
     try:
         raw = yaml.safe_load(text) or {"authors": []}
     except yaml.YAMLError as exc:
         raise RegistryError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict):
         raise RegistryError(f"{source}: expected a mapping with an 'authors' list")
-    for author in raw.get("authors") or []:
-        for link in (author or {}).get("links") or []:
+    authors = raw.get("authors") or []
+    for i, author in enumerate(authors if isinstance(authors, list) else []):
+        links = author.get("links") if isinstance(author, dict) else None
+        for j, link in enumerate(links if isinstance(links, list) else []):
             if isinstance(link, dict) and isinstance(link.get("url"), str):
-                link["url"] = expand(link["url"])
+                try:
+                    link["url"] = expand(link["url"], lookup)
+                except RegistryError as exc:
+                    raise RegistryError(f"{source}: authors[{i}].links[{j}].url: {exc}") from None
     try:
-        parsed = _RegistryFile.model_validate({"authors": raw.get("authors") or []})
+        parsed = _RegistryFile.model_validate({"authors": authors})
     except ValidationError as exc:
-        raise RegistryError(f"{source}: {exc}") from exc
+        raise RegistryError(f"{source}: {_problems(exc)}") from exc
     seen: set[str] = set()
     for author in parsed.authors:
         if author.id in seen:
@@ -86,12 +106,20 @@ def parse_registry(text: str, source: str = "<registry>") -> list[Author]:
     return parsed.authors
 
 
-def load_registry(path: Path) -> list[Author]:
+def _problems(exc: ValidationError) -> str:
+    """`authors[0].id: <why>; ...`: where in the file, and why, on one line."""
+    def where(loc: tuple) -> str:
+        return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+    return "; ".join(f"{where(err['loc'])}: {err['msg']}" for err in exc.errors())
+
+
+def load_registry(path: Path, placeholders: Mapping[str, str] | None = None) -> list[Author]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise RegistryError(f"cannot read author registry {path}: {exc}") from exc
-    return parse_registry(text, source=str(path))
+    return parse_registry(text, source=str(path), placeholders=placeholders)
 
 
 def author_fingerprint(author: Author) -> str:

@@ -1,7 +1,9 @@
 """Limits and switches of one crawl, as a plain pydantic model.
 
-`resources/crawler.py` builds it from Dagster config / environment variables; the crawling
-functions take it as an argument so they can be tested without Dagster.
+The crawling functions take it as an argument, so they can be tested without Dagster.
+`resources/crawler.py` derives its Dagster config from these fields, and
+`twin_assets/defs/resources.py` maps one environment variable to each of them (a test fails
+when a field has none).
 """
 
 from __future__ import annotations

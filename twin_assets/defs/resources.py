@@ -1,94 +1,192 @@
 """Which resource instance each asset gets: local defaults, production by environment variable.
 
-See the README's configuration table for every variable.
+This is the one place where environment variables become resource fields (see the README's
+configuration table for every variable). Resources and the plain logic below them never read
+or write `os.environ`: they get their settings as fields and arguments, so a test or another
+entry point can configure them without touching the process environment. The environment is
+read when `build_resources` is called (when Dagster loads the definitions, or a CLI command
+runs), never at import.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TypeVar, get_origin
 
 import dagster as dg
+from pydantic import ValidationError
 
 from resources.artifacts import ArtifactStoreResource
+from resources.author_registry import AuthorRegistryResource
 from resources.crawler import CrawlerResource
 from resources.embedder import EmbedderResource
-from resources.author_registry import AuthorRegistryResource
 from resources.llm import TextGeneratorResource
-from resources.vector_store import QdrantResource
 from resources.sagemaker import SageMakerResource
 from resources.tracking import WandbResource
+from resources.vector_store import QdrantResource
 from resources.warehouse import WarehouseResource
+from twin_assets.authors.registry import PLACEHOLDERS
+from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.paths import PROJECT_ROOT, data_dir
 
+Environ = Mapping[str, str]
+T = TypeVar("T")
 
-def env_or(name: str, default: str) -> str | dg.EnvVar:
+_FALSE = {"0", "false", "no", "off"}
+
+# Every CrawlSettings field and the variable that sets it (a test fails if one is missing).
+# Values are parsed and validated by CrawlSettings itself; list fields are comma-separated.
+CRAWL_ENV: dict[str, str] = {
+    "TWIN_CRAWL_ALLOW_HOSTS": "allow_hosts",
+    "TWIN_CRAWL_ALLOW_LOCAL": "allow_local_sources",
+    "TWIN_CRAWL_EXPORT_ROOTS": "export_roots",
+    "TWIN_CHROMIUM_PATH": "chromium_path",
+    "TWIN_CRAWL_BROWSER": "browser_mode",
+    "TWIN_CRAWL_BLOCK_HEAVY_RESOURCES": "block_heavy_resources",
+    "TWIN_CRAWL_TIMEOUT_S": "page_timeout_s",
+    "TWIN_CRAWL_MAX_PAGE_BYTES": "max_page_bytes",
+    "TWIN_CRAWL_MAX_REDIRECTS": "max_redirects",
+    "TWIN_CRAWL_MAX_RETRIES": "max_retries",
+    "TWIN_CRAWL_BACKOFF_S": "backoff_base_s",
+    "TWIN_CRAWL_DOMAIN_INTERVAL_S": "min_domain_interval_s",
+    "TWIN_CRAWL_MAX_LISTING_ITEMS": "max_listing_items",
+    "TWIN_CRAWL_MAX_SCROLL_ROUNDS": "max_scroll_rounds",
+    "TWIN_CRAWL_SCROLL_SETTLE_S": "scroll_settle_s",
+    "TWIN_CRAWL_USER_AGENT": "user_agent",
+    "TWIN_CRAWL_GIT_TIMEOUT_S": "git_timeout_s",
+    "TWIN_CRAWL_MAX_REPO_FILE_BYTES": "max_repo_file_bytes",
+    "TWIN_CRAWL_MAX_REPO_BYTES": "max_repo_total_bytes",
+    "TWIN_CRAWL_MAX_REPO_FILES": "max_repo_files",
+    "TWIN_GITHUB_API": "github_api_base",
+}
+
+
+class ConfigurationError(ValueError):
+    """An environment variable holds a value its resource cannot use; the message names it."""
+
+
+def env_or(name: str, default: str, environ: Environ | None = None) -> str | dg.EnvVar:
     """A variable that is set becomes a Dagster `EnvVar` (resolved at run time, never shown in
-    the UI or logged); an unset one falls back to the local default."""
-    return dg.EnvVar(name) if os.environ.get(name) else default
+    the UI or logged); an unset one falls back to the local default. An `EnvVar` can only name
+    the process environment, so a value from an explicit `environ` (tests) is used as it is."""
+    if environ is None or environ is os.environ:
+        return dg.EnvVar(name) if os.environ.get(name) else default
+    return environ.get(name) or default
 
 
-def build_resources() -> dict:
-    root = data_dir()
+def _parsed(env: Environ, name: str, default: T, parse: Callable[[str], T]) -> T:
+    raw = env.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        return parse(raw.strip())
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}={raw!r} is not valid: {exc}") from None
+
+
+def _flag(env: Environ, name: str, default: bool) -> bool:
+    return _parsed(env, name, default, lambda raw: raw.lower() not in _FALSE)
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def crawl_settings_from_env(environ: Environ | None = None) -> CrawlSettings:
+    """CrawlSettings from the TWIN_CRAWL_* variables (see CRAWL_ENV); unset or empty ones keep
+    the model's safe defaults, and an invalid one is an error naming the variable."""
+    env = os.environ if environ is None else environ
+    fields = CrawlSettings.model_fields
+    variable_of = {field: name for name, field in CRAWL_ENV.items()}
+    values: dict[str, object] = {}
+    for name, field in CRAWL_ENV.items():
+        raw = env.get(name, "").strip()
+        if raw:
+            values[field] = _csv(raw) if get_origin(fields[field].annotation) is list else raw
+    try:
+        return CrawlSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = variable_of.get(str(err["loc"][0]), str(err["loc"][0]))
+            problems.append(f"{name}={env.get(name, '')!r} is not valid: {err['msg']}")
+        raise ConfigurationError("; ".join(problems)) from None
+
+
+def registry_placeholders(environ: Environ | None = None) -> dict[str, str]:
+    """The registry's `${...}` placeholders that are set; the others keep the sample's defaults."""
+    env = os.environ if environ is None else environ
+    return {name: env[name] for name in PLACEHOLDERS if env.get(name)}
+
+
+def build_resources(environ: Environ | None = None) -> dict:
+    """Every resource, configured from `environ` (default: the process environment, read now)."""
+    env = os.environ if environ is None else environ
+    root = Path(env["TWIN_DATA_DIR"]).resolve() if env.get("TWIN_DATA_DIR") else data_dir()
     return {
         "authors": AuthorRegistryResource(
-            path=os.environ.get("TWIN_AUTHORS_FILE", str(PROJECT_ROOT / "authors.yaml"))
+            path=env.get("TWIN_AUTHORS_FILE", str(PROJECT_ROOT / "authors.yaml")),
+            placeholders=registry_placeholders(env),
         ),
         "warehouse": WarehouseResource(
-            uri=env_or("TWIN_MONGO_URI", ""),
-            database=os.environ.get("TWIN_MONGO_DATABASE", "twin"),
+            uri=env_or("TWIN_MONGO_URI", "", env),
+            database=env.get("TWIN_MONGO_DATABASE", "twin"),
             embedded_data_dir=str(root / "mongo"),
-            embedded_port=int(os.environ.get("TWIN_MONGO_PORT", "27027")),
+            embedded_port=_parsed(env, "TWIN_MONGO_PORT", 27027, int),
+            server_selection_timeout_ms=_parsed(env, "TWIN_MONGO_TIMEOUT_MS", 10_000, int),
         ),
-        # safe defaults; TWIN_CRAWL_* / TWIN_CHROMIUM_PATH / TWIN_GITHUB_API (see resources/crawler.py)
-        "crawler": CrawlerResource.from_env(),
+        # safe defaults; every CrawlSettings field through its variable in CRAWL_ENV
+        "crawler": CrawlerResource.from_settings(crawl_settings_from_env(env)),
         "embedder": EmbedderResource(
-            model=os.environ.get("TWIN_EMBEDDING_MODEL", ""),
-            batch_size=int(os.environ.get("TWIN_EMBEDDING_BATCH", "64")),
-            device=os.environ.get("TWIN_EMBEDDING_DEVICE", "auto"),
+            model=env.get("TWIN_EMBEDDING_MODEL", ""),
+            batch_size=_parsed(env, "TWIN_EMBEDDING_BATCH", 64, int),
+            device=env.get("TWIN_EMBEDDING_DEVICE", "auto"),
+            # the Hugging Face variable keeps its meaning: offline unless set to a false value
+            offline=_flag(env, "HF_HUB_OFFLINE", True),
+            cache_folder=env.get("TWIN_EMBEDDING_CACHE_DIR", ""),
         ),
         # local mode in <data_dir>/qdrant unless TWIN_QDRANT_URL points at a server
         "qdrant": QdrantResource(
-            url=os.environ.get("TWIN_QDRANT_URL", ""),
-            api_key=env_or("TWIN_QDRANT_API_KEY", ""),
+            url=env.get("TWIN_QDRANT_URL", ""),
+            api_key=env_or("TWIN_QDRANT_API_KEY", "", env),
             path=str(root / "qdrant"),
-            collection=os.environ.get("TWIN_QDRANT_COLLECTION", "twin_chunks"),
+            collection=env.get("TWIN_QDRANT_COLLECTION", "twin_chunks"),
         ),
         "artifacts": ArtifactStoreResource(
-            root_dir=os.environ.get("TWIN_ARTIFACT_DIR", str(root / "artifacts")),
-            s3_bucket=os.environ.get("TWIN_S3_BUCKET", ""),
-            s3_prefix=os.environ.get("TWIN_S3_PREFIX", "llm-twin"),
+            root_dir=env.get("TWIN_ARTIFACT_DIR", str(root / "artifacts")),
+            s3_bucket=env.get("TWIN_S3_BUCKET", ""),
+            s3_prefix=env.get("TWIN_S3_PREFIX", "llm-twin"),
         ),
         # "offline" (no LLM) unless TWIN_LLM_BACKEND says otherwise or a server URL is set
         "llm": TextGeneratorResource(
-            backend=os.environ.get(
-                "TWIN_LLM_BACKEND", "openai" if os.environ.get("TWIN_LLM_BASE_URL") else "offline"
-            ),
-            base_url=os.environ.get("TWIN_LLM_BASE_URL", ""),
-            model=os.environ.get("TWIN_LLM_MODEL", ""),
-            api_key=env_or("TWIN_LLM_API_KEY", ""),
-            base_model=os.environ.get(
-                "TWIN_BASE_MODEL", str(root / "models" / "base" / "smollm2-135m-instruct")
-            ),
-            max_concurrency=int(os.environ.get("TWIN_LLM_MAX_CONCURRENCY", "4")),
-            timeout_s=float(os.environ.get("TWIN_LLM_TIMEOUT_S", "60")),
+            backend=env.get("TWIN_LLM_BACKEND", "openai" if env.get("TWIN_LLM_BASE_URL") else "offline"),
+            base_url=env.get("TWIN_LLM_BASE_URL", ""),
+            model=env.get("TWIN_LLM_MODEL", ""),
+            api_key=env_or("TWIN_LLM_API_KEY", "", env),
+            base_model=env.get("TWIN_BASE_MODEL", str(root / "models" / "base" / "smollm2-135m-instruct")),
+            max_concurrency=_parsed(env, "TWIN_LLM_MAX_CONCURRENCY", 4, int),
+            timeout_s=_parsed(env, "TWIN_LLM_TIMEOUT_S", 60.0, float),
         ),
         # training: wandb offline under <data_dir>/wandb unless WANDB_API_KEY is set
         "wandb": WandbResource(
-            enabled=os.environ.get("TWIN_WANDB_ENABLED", "1") not in {"0", "false", "no"},
-            project=os.environ.get("WANDB_PROJECT", "llm-twin"),
-            entity=os.environ.get("WANDB_ENTITY", ""),
-            mode=os.environ.get("WANDB_MODE", ""),
-            api_key=env_or("WANDB_API_KEY", ""),
-            dir=os.environ.get("WANDB_DIR", str(root / "wandb")),
+            enabled=_flag(env, "TWIN_WANDB_ENABLED", True),
+            project=env.get("WANDB_PROJECT", "llm-twin"),
+            entity=env.get("WANDB_ENTITY", ""),
+            mode=env.get("WANDB_MODE", ""),
+            api_key=env_or("WANDB_API_KEY", "", env),
+            dir=env.get("WANDB_DIR", str(root / "wandb")),
+            silent=_flag(env, "WANDB_SILENT", True),
         ),
         # training runs in-process unless role + image + bucket configure SageMaker
         "sagemaker": SageMakerResource(
-            role_arn=os.environ.get("TWIN_SAGEMAKER_ROLE", ""),
-            image_uri=os.environ.get("TWIN_SAGEMAKER_IMAGE", ""),
-            instance_type=os.environ.get("TWIN_SAGEMAKER_INSTANCE_TYPE", "ml.g5.2xlarge"),
-            s3_bucket=os.environ.get("TWIN_SAGEMAKER_BUCKET", ""),
-            s3_prefix=os.environ.get("TWIN_SAGEMAKER_PREFIX", "llm-twin/sagemaker"),
-            region_name=os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")),
-            endpoint_url=os.environ.get("TWIN_SAGEMAKER_ENDPOINT_URL", ""),
+            role_arn=env.get("TWIN_SAGEMAKER_ROLE", ""),
+            image_uri=env.get("TWIN_SAGEMAKER_IMAGE", ""),
+            instance_type=env.get("TWIN_SAGEMAKER_INSTANCE_TYPE", "ml.g5.2xlarge"),
+            s3_bucket=env.get("TWIN_SAGEMAKER_BUCKET", ""),
+            s3_prefix=env.get("TWIN_SAGEMAKER_PREFIX", "llm-twin/sagemaker"),
+            region_name=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
+            endpoint_url=env.get("TWIN_SAGEMAKER_ENDPOINT_URL", ""),
         ),
     }
