@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field
 
 from twin_assets.domain.documents import Category, RepoFile, sha256_text
 from twin_assets.domain.features import Chunk, CleanedDocument
+from twin_assets.text.markdown import FENCE_RE, HEADING_RE
 
 CHUNKER_VERSION = "1"
 CHUNK_NAMESPACE = uuid.UUID("6f1c1a52-3d1e-5b8e-9a57-2d0c7f0e4b11")
@@ -114,8 +115,6 @@ class _Piece:
 # -- prose -------------------------------------------------------------------------------------
 
 _SENTENCE_RE = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9#@*_-])")
-_HEADING_RE = re.compile(r"^(#{1,6})\s+(.*)$")
-_FENCE_RE = re.compile(r"^\s*(```|~~~)")
 
 
 @dataclass
@@ -132,7 +131,7 @@ def _paragraphs(text: str) -> list[str]:
     current: list[str] = []
     in_code = False
     for line in text.split("\n"):
-        if _FENCE_RE.match(line):
+        if FENCE_RE.match(line):
             in_code = not in_code
         if not line.strip() and not in_code:
             if current:
@@ -156,7 +155,7 @@ def _prose_units(text: str, budget: TokenBudget, limit: int) -> list[_Unit]:
     per_chunk = limit - budget.special_tokens
     kinds: list[tuple[str, bool, bool]] = []  # (paragraph, heading, code)
     for para in paragraphs:
-        kinds.append((para, bool(_HEADING_RE.match(para)) and "\n" not in para, bool(_FENCE_RE.match(para))))
+        kinds.append((para, bool(HEADING_RE.match(para)) and "\n" not in para, bool(FENCE_RE.match(para))))
     whole = iter(budget.content_tokens([p for p, heading, code in kinds if heading or code]))
     split = [[s for s in _SENTENCE_RE.split(p) if s.strip()] for p, heading, code in kinds if not (heading or code)]
     sent_tokens = iter(budget.content_tokens([s for sentences in split for s in sentences]))
@@ -206,7 +205,7 @@ def _pack(units: list[_Unit], budget: TokenBudget, limit: int, overlap: int) -> 
                 break
             total += cost
             if u.heading:
-                section = _HEADING_RE.match(u.text).group(2).strip()
+                section = HEADING_RE.match(u.text).group(2).strip()
                 if all(x.heading for x in units[i : j + 1]):
                     chunk_section = section
             j += 1

@@ -24,8 +24,15 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from langdetect import DetectorFactory, LangDetectException, detect_langs
 
-from twin_assets.domain.documents import Block, Category, RawDocument, RepoFile, sha256_text
+from twin_assets.domain.documents import Category, RawDocument, RepoFile, sha256_text
 from twin_assets.domain.features import CleanedDocument
+from twin_assets.text.markdown import CLEANING_MARKDOWN, FENCE_RE, HEADING_RE, blocks_to_markdown
+from twin_assets.text.repo_files import (
+    CLEANER_SKIP_DIRS,
+    CLEANER_SKIP_FILE_NAMES,
+    CLEANER_SKIP_SUFFIXES,
+)
+from twin_assets.text.tracking import TRACKING_PARAM_RE
 
 CLEANER_VERSION = "1"
 
@@ -74,12 +81,6 @@ def strip_emoji(text: str) -> str:
 # -- links -------------------------------------------------------------------------------------
 
 _URL_RE = re.compile(r"https?://[^\s<>()\[\]\"'`]+", re.IGNORECASE)
-_TRACKING_PARAM_RE = re.compile(
-    r"^(utm_[a-z0-9_]*|fbclid|gclid|dclid|gbraid|wbraid|msclkid|yclid|mc_cid|mc_eid|igshid|"
-    r"_hsenc|_hsmi|mkt_tok|trk|trkinfo|trackingid|lipi|li_fat_id|ref_src|ref_url|s_cid|"
-    r"vero_id|oly_enc_id|oly_anon_id|rb_clickid|wt\.mc_id|sc_campaign|sc_channel)$",
-    re.IGNORECASE,
-)
 # LinkedIn's redirector hides the target and carries no meaning for the twin: dropped outright.
 _REDIRECTOR_HOSTS = ("lnkd.in",)
 
@@ -97,7 +98,7 @@ def clean_url(url: str) -> str:
     query = [
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        if not _TRACKING_PARAM_RE.match(k) and not (medium and k.lower() == "source")
+        if not TRACKING_PARAM_RE.match(k) and not (medium and k.lower() == "source")
     ]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, doseq=True), parts.fragment))
 
@@ -191,8 +192,6 @@ def clean_post(text: str) -> str:
     return _collapse_blank_lines(lines)
 
 
-_FENCE_RE = re.compile(r"^\s*(```|~~~)")
-_HEADING_RE = re.compile(r"^(#{1,6})\s+(.*)$")
 _LIST_RE = re.compile(r"^\s*([-*+•]|\d+[.)])\s+")
 
 
@@ -205,7 +204,7 @@ def _clean_paragraph(lines: list[str]) -> list[str]:
         line = _clean_prose_line(strip_emoji(line))
         if not line:
             continue
-        if _LIST_RE.match(line) or not out or _HEADING_RE.match(line) or _HEADING_RE.match(out[-1]):
+        if _LIST_RE.match(line) or not out or HEADING_RE.match(line) or HEADING_RE.match(out[-1]):
             out.append(_LIST_RE.sub(lambda m: "- " if not m.group(1)[0].isdigit() else m.group(0).strip() + " ", line, count=1))
         else:
             out[-1] = f"{out[-1]} {line}"
@@ -229,14 +228,14 @@ def clean_markdown(text: str) -> str:
     for line in text.split("\n"):
         if code is not None:
             code.append(line)
-            if _FENCE_RE.match(line):
+            if FENCE_RE.match(line):
                 blocks.append("\n".join(code))
                 code = None
             continue
-        if _FENCE_RE.match(line):
+        if FENCE_RE.match(line):
             flush()
             code = [line]
-        elif _HEADING_RE.match(line.strip()):
+        elif HEADING_RE.match(line.strip()):
             flush()
             para.append(line.strip())
             flush()
@@ -250,38 +249,7 @@ def clean_markdown(text: str) -> str:
     return "\n\n".join(blocks)
 
 
-def blocks_to_markdown(blocks: list[Block]) -> str:
-    """Rebuild an article from the structural blocks extraction kept (better than flat text)."""
-    parts: list[str] = []
-    for block in blocks:
-        if block.kind == "code":
-            fence = "````" if "```" in block.text else "```"
-            parts.append(f"{fence}{block.language or ''}\n{block.text.rstrip(chr(10))}\n{fence}")
-            continue
-        text = block.text.strip()
-        if not text:
-            continue
-        if block.kind == "title":
-            parts.append(f"{'#' * min(max(block.level or 2, 1), 6)} {' '.join(text.split())}")
-        elif block.kind == "list_item":
-            parts.append(f"- {text}")
-        elif block.kind == "quote":
-            parts.append("\n".join(f"> {line}" for line in text.split("\n")))
-        else:
-            parts.append(text)
-    return "\n\n".join(parts)
-
-
 # -- code --------------------------------------------------------------------------------------
-
-_SKIP_FILE_NAMES = {
-    "package-lock.json", "yarn.lock", "pnpm-lock.yaml", "poetry.lock", "uv.lock", "pipfile.lock",
-    "cargo.lock", "gemfile.lock", "composer.lock", "go.sum", "license", "license.md",
-    "license.txt", "copying", "notice", ".ds_store",
-}
-_SKIP_DIRS = {"node_modules", "dist", "build", "vendor", ".git", "__pycache__", ".venv", "venv", "site-packages"}
-_SKIP_SUFFIXES = (".min.js", ".min.css", "_pb2.py", "_pb2_grpc.py", ".map", ".lock")
-
 
 @dataclass(frozen=True)
 class FileVerdict:
@@ -293,9 +261,9 @@ def code_file_verdict(file: RepoFile) -> FileVerdict:
     """Which repository files are the author's writing. Kept files are never modified."""
     parts = [p.lower() for p in file.path.replace("\\", "/").split("/")]
     name = parts[-1]
-    if any(p in _SKIP_DIRS for p in parts[:-1]):
+    if any(p in CLEANER_SKIP_DIRS for p in parts[:-1]):
         return FileVerdict(False, "vendored or generated directory")
-    if name in _SKIP_FILE_NAMES or name.endswith(_SKIP_SUFFIXES):
+    if name in CLEANER_SKIP_FILE_NAMES or name.endswith(CLEANER_SKIP_SUFFIXES):
         return FileVerdict(False, "lock, licence or generated file")
     if "\x00" in file.content:
         return FileVerdict(False, "binary")
@@ -345,7 +313,8 @@ def clean_document(doc: RawDocument) -> CleanedDocument:
     if doc.category == Category.POSTS:
         content = clean_post(doc.content)
     elif doc.category == Category.ARTICLES:
-        source = blocks_to_markdown(doc.blocks) if doc.blocks else doc.content
+        # Rebuilt from the structural blocks extraction kept (better than flat text).
+        source = blocks_to_markdown(doc.blocks, CLEANING_MARKDOWN) if doc.blocks else doc.content
         content = clean_markdown(source)
     else:
         content = clean_markdown(doc.content) if doc.content.strip() else ""
