@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 
-from twin_assets.crawling.extract import (
-    blocks_to_markdown,
-    extract_article,
-    is_clutter_text,
-    normalize_url,
-)
+from twin_assets.crawling.clutter import is_clutter_text
+from twin_assets.crawling.extract import extract_article
+from twin_assets.crawling.urls import normalize_url
 from twin_assets.paths import PROJECT_ROOT
+from twin_assets.text.markdown import blocks_to_markdown
 
 CODE = 'def f(x):\n\n\tif x:\n        return  x  *  2   \n    return None'
 PAGE = f"""<html><head><title>T</title></head><body>
@@ -95,3 +94,37 @@ def test_partition_works_with_the_network_unavailable():
                           cwd=PROJECT_ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK core_web_sm" in proc.stdout and "paragraph" in proc.stdout
+
+
+def test_unstructured_sends_no_analytics_and_leaves_the_environment_alone():
+    """Its import-time and per-partition analytics (and usage notice) are switched off by
+    `configure_unstructured`, not by opt-out variables written into the process environment."""
+    script = textwrap.dedent(
+        """
+        import os, subprocess, requests
+        sent = []
+        requests.get = lambda *a, **k: sent.append(("get", a))
+        requests.Session.request = lambda self, *a, **k: sent.append(("session", a))
+        real_run = subprocess.run
+        def run(cmd, *a, **k):
+            if cmd and cmd[0] == "nvidia-smi":
+                sent.append(("nvidia-smi",))
+            return real_run(cmd, *a, **k)
+        subprocess.run = run
+        before = dict(os.environ)
+        from twin_assets.crawling.extract import extract_article
+        ex = extract_article("<article><h1>T</h1><p>Narrative text written by a person, "
+                             "long enough to be classified.</p></article>")
+        assert [b.kind for b in ex.blocks] == ["title", "paragraph"], ex.blocks
+        assert dict(os.environ) == before, "the environment was changed"
+        assert not sent, sent
+        print("OK")
+        """
+    )
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DO_NOT_TRACK", "SCARF_NO_ANALYTICS", "UNSTRUCTURED_DISABLE_NOTICE")}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          cwd=PROJECT_ROOT, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OK" in proc.stdout
+    assert "Thank you for using Unstructured" not in proc.stdout + proc.stderr

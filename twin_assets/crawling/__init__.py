@@ -16,9 +16,9 @@ import time
 from twin_assets.crawling.base import BaseCrawler, CrawlContext, CrawlTarget
 from twin_assets.crawling.dispatcher import CrawlerRegistry, default_registry
 from twin_assets.crawling.errors import CrawlError
-from twin_assets.crawling.extract import normalize_url
 from twin_assets.crawling.fetch import PageFetcher
 from twin_assets.crawling.settings import CrawlSettings
+from twin_assets.crawling.urls import normalize_url
 from twin_assets.domain.documents import (
     Author,
     AuthorLink,

@@ -12,7 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from twin_assets.crawling.fetch import FetchedPage, PageFetcher
+from twin_assets.crawling.fetch import PageFetcher
+from twin_assets.crawling.page import FetchedPage
 from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.domain.documents import (
     PLATFORM_CATEGORY,

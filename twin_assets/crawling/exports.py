@@ -12,15 +12,17 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
 import io
 import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from twin_assets.crawling.base import BaseCrawler, CrawlContext, CrawlTarget
+from twin_assets.crawling.dates import parse_datetime
 from twin_assets.crawling.errors import ExportError, NoContent
-from twin_assets.crawling.extract import extract_article, parse_datetime, soup_of
+from twin_assets.crawling.extract import extract_article
 from twin_assets.crawling.safety import check_export_path
+from twin_assets.crawling.soup import soup_of
 from twin_assets.domain.documents import AuthorLink, Block, Platform, RawDocument, SourceKind
 
 MAX_EXPORT_MEMBER_BYTES = 64 * 1024 * 1024  # refuse zip bombs

@@ -12,8 +12,10 @@ import re
 from urllib.parse import urlsplit
 
 from twin_assets.crawling.base import CrawlContext, CrawlTarget
-from twin_assets.crawling.extract import page_links, remove_clutter, same_site, soup_of
-from twin_assets.crawling.fetch import FetchedPage
+from twin_assets.crawling.clutter import remove_clutter
+from twin_assets.crawling.page import FetchedPage
+from twin_assets.crawling.soup import soup_of
+from twin_assets.crawling.urls import page_links, same_site
 from twin_assets.crawling.web import WebArticleCrawler
 from twin_assets.domain.documents import AuthorLink, Platform
 

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 from twin_assets.crawling.base import CrawlContext, CrawlTarget
 from twin_assets.crawling.errors import LoginWall
-from twin_assets.crawling.extract import Extracted, extract_article, soup_of
-from twin_assets.crawling.fetch import FetchedPage
+from twin_assets.crawling.extract import Extracted, extract_article
+from twin_assets.crawling.page import FetchedPage
+from twin_assets.crawling.soup import soup_of
 from twin_assets.crawling.web import WebArticleCrawler
 from twin_assets.domain.documents import AuthorLink, Platform
 

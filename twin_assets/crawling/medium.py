@@ -11,7 +11,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from twin_assets.crawling.base import CrawlContext, CrawlTarget
-from twin_assets.crawling.web import WebArticleCrawler, path_segments
+from twin_assets.crawling.urls import path_segments
+from twin_assets.crawling.web import WebArticleCrawler
 from twin_assets.domain.documents import AuthorLink, Platform
 
 # Sections of a profile that are not stories.

@@ -39,9 +39,10 @@ from pathlib import PurePosixPath
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from twin_assets.crawling.base import BaseCrawler, CrawlContext, CrawlTarget
+from twin_assets.crawling.dates import parse_datetime
 from twin_assets.crawling.errors import ExportError, NoContent
 from twin_assets.crawling.exports import _read_export_files
-from twin_assets.crawling.extract import extract_article, parse_datetime
+from twin_assets.crawling.extract import extract_article
 from twin_assets.crawling.safety import check_export_path
 from twin_assets.crawling.substack import SubstackCrawler
 from twin_assets.domain.documents import AuthorLink, Platform, RawDocument, SourceKind

@@ -10,19 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import ClassVar
-from urllib.parse import urlsplit
 
 from twin_assets.crawling.base import BaseCrawler, CrawlContext, CrawlTarget
 from twin_assets.crawling.errors import CrawlError, NoContent
-from twin_assets.crawling.extract import (
-    Extracted,
-    extract_article,
-    normalize_url,
-    page_links,
-    same_site,
-    soup_of,
-)
-from twin_assets.crawling.fetch import FetchedPage
+from twin_assets.crawling.extract import Extracted, extract_article
+from twin_assets.crawling.page import FetchedPage
+from twin_assets.crawling.soup import soup_of
+from twin_assets.crawling.urls import normalize_url, page_links, same_site
 from twin_assets.domain.documents import AuthorLink, RawDocument
 
 # <script> types a browser runs (no type, JavaScript MIME types, modules); JSON-LD and other
@@ -138,6 +132,3 @@ class WebArticleCrawler(BaseCrawler):
                      len(items), page.final_url, page.scroll_rounds)
         return items
 
-
-def path_segments(url: str) -> list[str]:
-    return [s for s in urlsplit(url).path.split("/") if s]

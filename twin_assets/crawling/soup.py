@@ -1,0 +1,36 @@
+"""Parsing a page with BeautifulSoup (lxml, which repairs malformed HTML rather than raising)
+and reading short texts out of it (titles, selectors' first match)."""
+
+from __future__ import annotations
+
+from bs4 import BeautifulSoup, Tag
+
+
+def soup_of(html: str) -> BeautifulSoup:
+    return BeautifulSoup(html, "lxml")
+
+
+def text_of(node: Tag | None) -> str | None:
+    """A node's text on one line, whitespace collapsed; None when it has none."""
+    if node is None:
+        return None
+    text = " ".join(node.get_text(" ", strip=True).split())
+    return text or None
+
+
+def first_text(soup: BeautifulSoup, selectors: list[str] | tuple[str, ...]) -> str | None:
+    """The text of the first selector that matches a node with text."""
+    for selector in selectors:
+        node = soup.select_one(selector)
+        if node is not None and (text := text_of(node)):
+            return text
+    return None
+
+
+def meta_title(soup: BeautifulSoup) -> str | None:
+    """The page's title as its metadata gives it (Open Graph, Twitter card, <title>)."""
+    for attrs in ({"property": "og:title"}, {"name": "twitter:title"}):
+        node = soup.find("meta", attrs=attrs)
+        if node and node.get("content"):
+            return " ".join(str(node["content"]).split())
+    return text_of(soup.title) if soup.title else None
