@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from resources.artifacts import ArtifactStoreResource
 from resources.llm import TextGeneratorResource
 from twin_assets.datasets import curation as cur
@@ -16,9 +18,11 @@ from twin_assets.datasets.preference import (
     document_texts,
     is_clean_extract,
     preference_filter,
+    resolve_rejected_source,
 )
-from twin_assets.domain.datasets import DatasetCard, InstructionRow, PreferenceRow
+from twin_assets.domain.datasets import DatasetCard, InstructionRow, PreferenceRow, dataset_key
 from twin_assets.domain.documents import Category
+from twin_assets.domain.generation import Generation, GenerationUsage
 from twin_assets_tests.test_datasets_fixtures import (
     ARTICLE_1,
     BOILERPLATE_POST,
@@ -27,7 +31,7 @@ from twin_assets_tests.test_datasets_fixtures import (
     corpus,
 )
 
-text = lambda x: x.text  # noqa: E731
+text = lambda x: x.text
 
 
 def _row(i: int, output: str, category=Category.POSTS, instruction="Write a post about data.") -> InstructionRow:
@@ -192,6 +196,48 @@ def test_preference_pairs_and_degenerate_filters():
     assert [x.id for x in r.kept] == ["f"]
     assert r.dropped == {"identical": 1, "empty": 1, "too_short": 1,
                          "chosen_not_clean_extract": 1, "rejected_overlaps_chosen": 1}
+
+
+class _FakeGenerator:
+    """Satisfies `twin_assets.domain.generation.TextGenerator` with no resource behind it: the
+    dataset code needs nothing more."""
+
+    def __init__(self, name: str, uses_llm: bool = True):
+        self.name, self.uses_llm, self.usage = name, uses_llm, GenerationUsage()
+
+    def generate(self, messages, **kwargs) -> Generation | None:
+        return Generation(text=f"{self.name} answers: " + "A generic assistant explains the topic "
+                          "in broad, careful and neutral terms, with no voice of its own. " * 2)
+
+    def generate_many(self, batch, **kwargs) -> list[Generation | None]:
+        return [self.generate(m, **kwargs) for m in batch]
+
+
+def test_rejected_source_resolution_takes_generators_not_the_resource():
+    llm, offline, base = _FakeGenerator("llm"), _FakeGenerator("offline", False), _FakeGenerator("base")
+    assert resolve_rejected_source("auto", llm, base) == ("llm", llm)
+    assert resolve_rejected_source("auto", offline, base) == ("base_model", base)
+    assert resolve_rejected_source("auto", offline, None) == ("offline-generic", None)
+    assert resolve_rejected_source("base_model", llm, base) == ("base_model", base)
+    assert resolve_rejected_source("offline-generic", llm, base) == ("offline-generic", None)
+    with pytest.raises(ValueError, match="no LLM is configured"):
+        resolve_rejected_source("llm", offline, base)
+    with pytest.raises(ValueError, match="no base model at '/models/base'"):
+        resolve_rejected_source("base_model", llm, None, "/models/base")
+
+
+def test_rejected_answers_come_from_the_generator_handed_in():
+    docs = corpus()
+    built = build_preference_rows(
+        docs, TextGeneratorResource().get_generator(), "base_model", _FakeGenerator("base")
+    )
+    assert built.generator == "prompts=offline; rejected=base_model:base"
+    assert built.train and all(r.rejected.startswith("base answers:") for r in built.train)
+
+
+def test_dataset_key_is_the_layout_training_reads():
+    assert dataset_key("a", "instruction") == "datasets/a/instruction"
+    assert dataset_key("a", "preference", "v1") == "datasets/a/preference/v1"
 
 
 def test_storage_versions_by_content_and_never_rewrites(tmp_path):

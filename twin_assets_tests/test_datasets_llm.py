@@ -187,3 +187,40 @@ def test_base_model_generator_only_when_on_disk(tiny_llama, tmp_path):
     assert TextGeneratorResource(base_model=str(tmp_path)).get_base_model_generator() is None
     gen = TextGeneratorResource(base_model=str(tiny_llama)).get_base_model_generator()
     assert gen is not None and gen.backend == "transformers"
+
+
+def test_generator_for_checks_the_model_it_is_given_not_the_configured_one(fake_llm):
+    """Regression: the openai branch checked the resource's `model` instead of the argument, so a
+    generator for another model was built with no model name (and one with a name was refused
+    when the resource had none)."""
+    configured = TextGeneratorResource(backend="openai", base_url=fake_llm.base_url, model="m")
+    with pytest.raises(ValueError, match="needs a model name"):
+        configured.generator_for("openai", "")
+    unnamed = TextGeneratorResource(backend="openai", base_url=fake_llm.base_url)
+    gen = unnamed.generator_for("openai", "other-model")
+    assert gen.uses_llm and gen.name == "openai:other-model"
+
+
+def test_offline_generator_satisfies_the_domain_protocol():
+    """The dataset code is typed against `twin_assets.domain.generation.TextGenerator`; the
+    resource's generators are what the assets hand it."""
+    from twin_assets.domain.generation import TextGenerator
+
+    gen: TextGenerator = TextGeneratorResource().get_generator()
+    assert gen.usage.requests == 0 and gen.generate_many([]) == []
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ('{"instruction": "x"}', {"instruction": "x"}),
+        ('```json\n{"score": 4}\n```', {"score": 4}),
+        ('Sure! {"instruction": "y"} Hope that helps.', {"instruction": "y"}),
+        ("[1, 2]", None),
+        ("no json here", None),
+    ],
+)
+def test_parse_json_object(text, expected):
+    from resources.llm.json_output import parse_json_object
+
+    assert parse_json_object(text) == expected

@@ -7,9 +7,10 @@ from pydantic import BaseModel
 
 from twin_assets.datasets import curation as cur
 from twin_assets.datasets.splitting import documents_by_split
+from twin_assets.domain.datasets import DatasetKind
 
-ANSWER_FIELD = {"instruction": "output", "preference": "chosen"}
-PROMPT_FIELD = {"instruction": "instruction", "preference": "prompt"}
+ANSWER_FIELD: dict[DatasetKind, str] = {"instruction": "output", "preference": "chosen"}
+PROMPT_FIELD: dict[DatasetKind, str] = {"instruction": "instruction", "preference": "prompt"}
 
 
 class CheckOutcome(BaseModel):
@@ -18,7 +19,7 @@ class CheckOutcome(BaseModel):
     metadata: dict = {}
 
 
-def check_leakage(kind: str, train: list, test: list, ngram: int = 8) -> CheckOutcome:
+def check_leakage(kind: DatasetKind, train: list, test: list, ngram: int = 8) -> CheckOutcome:
     """No test row may appear in train: same id, same source document (the split's unit: rows
     of one document belong to one side), same normalised answer, or a shared answer n-gram (the
     decontamination criterion)."""
@@ -60,7 +61,7 @@ def check_no_empty_fields(rows: list) -> CheckOutcome:
     )
 
 
-def check_min_size(author_id: str, kind: str, n_train: int, min_rows: int, funnel: dict) -> CheckOutcome:
+def check_min_size(author_id: str, kind: DatasetKind, n_train: int, min_rows: int, funnel: dict) -> CheckOutcome:
     if n_train >= min_rows:
         return CheckOutcome(
             passed=True, description=f"{n_train} training rows (minimum {min_rows})",

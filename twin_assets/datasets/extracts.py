@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import re
 from pathlib import PurePosixPath
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -32,6 +33,11 @@ class ExtractParams(BaseModel):
     max_chars: int = 2000
 
 
+ExtractKind = Literal["section", "post", "function", "class", "file", "readme"]
+"""What an extract is cut from: an article section, a post, a Python function or class, a whole
+code file, or a section of a repository's prose file (README and the like)."""
+
+
 class Extract(BaseModel):
     """A verbatim piece of one cleaned document, plus what an instruction can be written from."""
 
@@ -39,7 +45,7 @@ class Extract(BaseModel):
     document_id: str
     content_hash: str  # hash of the cleaned document it was cut from (lineage)
     category: Category
-    kind: str  # section | post | function | class | file | readme
+    kind: ExtractKind
     title: str = ""
     heading: str = ""  # the section heading / symbol name / file path
     headings: list[str] = Field(default_factory=list)  # the document's outline
@@ -96,7 +102,7 @@ def _sections(content: str) -> list[tuple[str, str]]:
     return [(h, "\n".join(body).strip()) for h, body in sections if "\n".join(body).strip()]
 
 
-def _make(doc: CleanedDocument, kind: str, heading: str, text: str, idx: int, **extra) -> Extract:
+def _make(doc: CleanedDocument, kind: ExtractKind, heading: str, text: str, idx: int, **extra) -> Extract:
     return Extract(
         id=sha256_text(doc.id, kind, heading, str(idx), text)[:20],
         document_id=doc.id,
@@ -111,7 +117,9 @@ def _make(doc: CleanedDocument, kind: str, heading: str, text: str, idx: int, **
     )
 
 
-def prose_extracts(doc: CleanedDocument, params: ExtractParams, kind: str) -> list[Extract]:
+def prose_extracts(
+    doc: CleanedDocument, params: ExtractParams, kind: Literal["section", "readme"]
+) -> list[Extract]:
     sections = _sections(doc.content)
     outline = [h for h, _ in sections if h]
     out: list[Extract] = []
@@ -135,19 +143,21 @@ def post_extracts(doc: CleanedDocument, params: ExtractParams) -> list[Extract]:
     return [_make(doc, "post", "", p, i) for i, p in enumerate(pieces)]
 
 
-def python_symbols(source: str) -> list[tuple[str, str, str, str]]:
+def python_symbols(source: str) -> list[tuple[Literal["function", "class"], str, str, str]]:
     """(kind, name, docstring, source) of each top-level function/class, decorators included."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
         return []
     lines = source.splitlines()
-    out = []
+    out: list[tuple[Literal["function", "class"], str, str, str]] = []
     for node in tree.body:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
             segment = "\n".join(lines[start : node.end_lineno])
-            kind = "class" if isinstance(node, ast.ClassDef) else "function"
+            kind: Literal["function", "class"] = (
+                "class" if isinstance(node, ast.ClassDef) else "function"
+            )
             out.append((kind, node.name, ast.get_docstring(node) or "", segment))
     return out
 

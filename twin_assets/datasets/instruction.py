@@ -11,7 +11,6 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
-from resources.llm import TextGenerator
 from twin_assets.datasets import curation as cur
 from twin_assets.datasets.extracts import Extract, ExtractParams, extract_all
 from twin_assets.datasets.offline import offline_instructions
@@ -19,6 +18,7 @@ from twin_assets.datasets.splitting import SplitParams, assign_documents, split_
 from twin_assets.domain.datasets import DocumentSplit, InstructionRow
 from twin_assets.domain.documents import Category
 from twin_assets.domain.features import CleanedDocument
+from twin_assets.domain.generation import Message, TextGenerator
 
 
 class CurationParams(BaseModel):
@@ -67,7 +67,7 @@ _KIND_HINT = {
 }
 
 
-def instruction_messages(e: Extract) -> list[dict[str, str]]:
+def instruction_messages(e: Extract) -> list[Message]:
     context = [f"Kind: {_KIND_HINT[e.category]}"]
     if e.title:
         context.append(f"Title: {e.title}")
@@ -86,7 +86,7 @@ def curate_extracts(
     text, before any generation is paid for)."""
     extracts = extract_all(docs, params.extract)
     funnel.record("extracts", len(extracts))
-    text = lambda e: e.text  # noqa: E731
+    text = lambda e: e.text
     r = cur.rule_filter(extracts, text, params.filters)
     funnel.record(r.name, len(r.kept), r.dropped)
     r = cur.exact_dedup(r.kept, text)

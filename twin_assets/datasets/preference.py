@@ -15,7 +15,6 @@ import re
 from collections import Counter
 from typing import Literal
 
-from resources.llm import TextGenerator, TextGeneratorResource
 from twin_assets.datasets import curation as cur
 from twin_assets.datasets.extracts import Extract
 from twin_assets.datasets.instruction import (
@@ -31,9 +30,13 @@ from twin_assets.datasets.splitting import assign_documents
 from twin_assets.domain.datasets import PreferenceRow
 from twin_assets.domain.documents import Category
 from twin_assets.domain.features import CleanedDocument
+from twin_assets.domain.generation import TextGenerator
 
+ResolvedRejectedSource = Literal["llm", "base_model", "offline-generic"]
+"""Who wrote the rejected answers of a dataset version (recorded in its card)."""
 RejectedSource = Literal["auto", "llm", "base_model", "offline-generic"]
-OFFLINE_GENERIC = "offline-generic"
+"""Who should write them; "auto" picks the first available (see the module docstring)."""
+OFFLINE_GENERIC: ResolvedRejectedSource = "offline-generic"
 
 # A plain assistant, asked to be brief: the generic voice DPO steers away from. Brevity keeps
 # the pair inside DPO's max_length and local generation cheap; an answer cut off by the token
@@ -49,22 +52,28 @@ class PreferenceParams(CurationParams):
 
 
 def resolve_rejected_source(
-    requested: RejectedSource, llm: TextGeneratorResource
-) -> tuple[str, TextGenerator | None]:
+    requested: RejectedSource,
+    llm: TextGenerator,
+    base_model: TextGenerator | None,
+    base_model_path: str = "",
+) -> tuple[ResolvedRejectedSource, TextGenerator | None]:
     """(source name, generator or None for offline-generic), failing loudly when an explicit
-    choice cannot be honoured rather than silently switching generators."""
+    choice cannot be honoured rather than silently switching generators.
+
+    `llm`: a generator of the configured LLM (offline when none is configured), used only for
+    the rejected answers, so its usage is metered apart from the prompts'; `base_model`: the
+    local base model, None when it is not on disk (`base_model_path` names it in the error)."""
     if requested == "llm" or (requested == "auto" and llm.uses_llm):
         if not llm.uses_llm:
             raise ValueError("rejected_source='llm' but no LLM is configured (backend 'offline')")
-        return "llm", llm.get_generator()
-    if requested == "base_model" or (requested == "auto" and llm.base_model_available()):
-        gen = llm.get_base_model_generator()
-        if gen is None:
+        return "llm", llm
+    if requested == "base_model" or (requested == "auto" and base_model is not None):
+        if base_model is None:
             raise ValueError(
-                f"rejected_source='base_model' but no base model at {llm.base_model!r} "
+                f"rejected_source='base_model' but no base model at {base_model_path!r} "
                 "(set TWIN_BASE_MODEL to an exported checkpoint)"
             )
-        return "base_model", gen
+        return "base_model", base_model
     return OFFLINE_GENERIC, None
 
 
@@ -118,8 +127,11 @@ def preference_filter(
 
 
 def generate_rejected(
-    pairs: list[tuple[Extract, str]], source: str, generator: TextGenerator | None,
-    params: PreferenceParams, funnel: Funnel,
+    pairs: list[tuple[Extract, str]],
+    source: ResolvedRejectedSource,
+    generator: TextGenerator | None,
+    params: PreferenceParams,
+    funnel: Funnel,
 ) -> list[PreferenceRow]:
     if generator is None:
         answers: list[str | None] = [offline_generic_answer(p, e.category, params.seed) for e, p in pairs]
@@ -154,7 +166,7 @@ def document_texts(doc: CleanedDocument) -> list[str]:
 def build_preference_rows(
     docs: list[CleanedDocument],
     prompt_generator: TextGenerator,
-    rejected_source: str,
+    rejected_source: ResolvedRejectedSource,
     rejected_generator: TextGenerator | None,
     params: PreferenceParams | None = None,
 ) -> BuiltDataset:

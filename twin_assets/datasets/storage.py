@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TypeVar
@@ -20,16 +21,23 @@ from typing import TypeVar
 import datasets as hfds
 from pydantic import BaseModel
 
-from resources.artifacts import ArtifactStoreResource
 from twin_assets.datasets.splitting import documents_by_split, summarise_split
-from twin_assets.domain.datasets import DatasetCard, DocumentSplit, InstructionRow, PreferenceRow
+from twin_assets.domain.datasets import (
+    SPLITS,
+    DatasetCard,
+    DatasetKind,
+    DocumentSplit,
+    InstructionRow,
+    PreferenceRow,
+    SplitName,
+    dataset_key,
+)
+from twin_assets.domain.stores import ArtifactStore
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=BaseModel)
 
-SPLITS = ("train", "test")
-
-_FEATURES = {
+_FEATURES: dict[DatasetKind, hfds.Features] = {
     "instruction": hfds.Features(
         {
             "id": hfds.Value("string"),
@@ -53,18 +61,10 @@ _FEATURES = {
         }
     ),
 }
-ROW_MODELS: dict[str, type[BaseModel]] = {"instruction": InstructionRow, "preference": PreferenceRow}
+ROW_MODELS: dict[DatasetKind, type[BaseModel]] = {"instruction": InstructionRow, "preference": PreferenceRow}
 
 
-def dataset_key(author_id: str, kind: str) -> str:
-    return f"datasets/{author_id}/{kind}"
-
-
-def version_key(author_id: str, kind: str, version: str) -> str:
-    return f"{dataset_key(author_id, kind)}/{version}"
-
-
-def dataset_version(kind: str, splits: dict[str, list[BaseModel]]) -> str:
+def dataset_version(kind: DatasetKind, splits: Mapping[str, Sequence[BaseModel]]) -> str:
     """sha256 over the canonical JSON of every row, per split, rows sorted by id."""
     import hashlib
 
@@ -76,7 +76,7 @@ def dataset_version(kind: str, splits: dict[str, list[BaseModel]]) -> str:
     return h.hexdigest()[:16]
 
 
-def to_hf(kind: str, rows: list[BaseModel]) -> hfds.Dataset:
+def to_hf(kind: DatasetKind, rows: Sequence[BaseModel]) -> hfds.Dataset:
     records = [row.model_dump(mode="json") for row in rows]
     features = _FEATURES[kind]
     if not records:
@@ -92,16 +92,16 @@ class SaveResult(BaseModel):
 
 
 def save_dataset(
-    artifacts: ArtifactStoreResource,
+    artifacts: ArtifactStore,
     card: DatasetCard,
-    splits: dict[str, list[BaseModel]],
+    splits: Mapping[str, Sequence[BaseModel]],
     assignment: DocumentSplit | None = None,
 ) -> SaveResult:
     """Write a version (unless it exists) and point `latest` at it. Counts, documents per split
     and the split summary are derived here from the rows being written, so the card describes
     what is stored (they are not part of the version hash: the rows already determine them);
     `assignment`, the document split the rows were divided by, goes into the summary."""
-    key = version_key(card.author_id, card.kind, card.version)
+    key = dataset_key(card.author_id, card.kind, card.version)
     if artifacts.exists(f"{key}/card.json"):
         existing = DatasetCard.model_validate(artifacts.get_json(f"{key}/card.json"))
         artifacts.write_alias(dataset_key(card.author_id, card.kind), "latest", card.version)
@@ -128,23 +128,25 @@ def save_dataset(
     return SaveResult(version=card.version, uri=uri, written=True, card=card)
 
 
-def load_card(artifacts: ArtifactStoreResource, author_id: str, kind: str, version: str | None = None) -> DatasetCard | None:
+def load_card(
+    artifacts: ArtifactStore, author_id: str, kind: DatasetKind, version: str | None = None
+) -> DatasetCard | None:
     version = version or artifacts.read_alias(dataset_key(author_id, kind), "latest")
     if version is None:
         return None
-    key = f"{version_key(author_id, kind, version)}/card.json"
+    key = f"{dataset_key(author_id, kind, version)}/card.json"
     if not artifacts.exists(key):
         return None
     return DatasetCard.model_validate(artifacts.get_json(key))
 
 
 def load_split(
-    artifacts: ArtifactStoreResource, author_id: str, kind: str, version: str, split: str
+    artifacts: ArtifactStore, author_id: str, kind: DatasetKind, version: str, split: SplitName
 ) -> list[BaseModel]:
     """Rows of one stored split, validated back into their typed model."""
     import pyarrow.parquet as pq
 
-    directory = artifacts.get_dir(version_key(author_id, kind, version))
+    directory = artifacts.get_dir(dataset_key(author_id, kind, version))
     # pyarrow directly: no HF cache directory, and an empty split reads as zero rows
     table = pq.read_table(directory / f"{split}.parquet")
     model = ROW_MODELS[kind]
@@ -152,7 +154,7 @@ def load_split(
 
 
 def push_to_hub(
-    kind: str, splits: dict[str, list[BaseModel]], card: DatasetCard,
+    kind: DatasetKind, splits: Mapping[str, Sequence[BaseModel]], card: DatasetCard,
     token: str | None = None, repo_id: str | None = None,
 ) -> str | None:
     """Optional publication to the Hugging Face Hub (HF_TOKEN + TWIN_HF_REPO): one config per

@@ -6,9 +6,27 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from pydantic import BaseModel, Field
 
 from twin_assets.domain.documents import Category
+
+DatasetKind = Literal["instruction", "preference"]
+"""`instruction`: (instruction, the author's text) pairs for SFT; `preference`: (prompt, chosen =
+the author's text, rejected = a generic answer) pairs for DPO."""
+
+DATASET_KINDS: tuple[DatasetKind, ...] = get_args(DatasetKind)
+
+SplitName = Literal["train", "test"]
+SPLITS: tuple[SplitName, ...] = get_args(SplitName)
+
+
+def dataset_key(author_id: str, kind: DatasetKind, version: str | None = None) -> str:
+    """`datasets/<author>/<kind>[/<version>]` in the artifact store: the one definition of the
+    layout, shared by the dataset stage (writer) and training (reader)."""
+    base = f"datasets/{author_id}/{kind}"
+    return f"{base}/{version}" if version else base
 
 
 class InstructionRow(BaseModel):
@@ -92,7 +110,7 @@ class DatasetCard(BaseModel):
     """What a dataset version is, where it came from and how it was made."""
 
     author_id: str
-    kind: str  # "instruction" | "preference"
+    kind: DatasetKind
     version: str  # content hash of the rows: identical content -> identical version
     uri: str = ""
     counts: dict[str, int] = Field(default_factory=dict)  # per split

@@ -23,7 +23,7 @@ import dagster as dg
 from pydantic import Field
 
 from resources.artifacts import ArtifactStoreResource
-from resources.llm import GenerationUsage, TextGeneratorResource
+from resources.llm import TextGeneratorResource
 from resources.warehouse import WarehouseResource
 from twin_assets.datasets import storage
 from twin_assets.datasets.checks import (
@@ -32,8 +32,8 @@ from twin_assets.datasets.checks import (
     check_min_size,
     check_no_empty_fields,
 )
-from twin_assets.datasets.extracts import ExtractParams
 from twin_assets.datasets.curation import FilterParams
+from twin_assets.datasets.extracts import ExtractParams
 from twin_assets.datasets.instruction import (
     BuiltDataset,
     CurationParams,
@@ -53,8 +53,9 @@ from twin_assets.datasets.reporting import (
     preview_markdown,
 )
 from twin_assets.datasets.splitting import SplitParams
-from twin_assets.domain.datasets import DatasetCard
 from twin_assets.defs.partitions import authors_partitions
+from twin_assets.domain.datasets import DatasetCard, DatasetKind
+from twin_assets.domain.generation import GenerationUsage
 
 CODE_VERSION = "datasets-3"  # 2: split by source document; 3: one document assignment for both
 CLEANED_DOCUMENTS = dg.AssetKey("cleaned_documents")
@@ -124,7 +125,7 @@ class PreferenceDatasetConfig(DatasetConfig):
     max_rejected_overlap: float = Field(default=0.3, description="Max share of rejected 5-grams in chosen.")
 
 
-def input_fingerprint(kind: str, source_hashes: list[str], params: dict, generator: str) -> str:
+def input_fingerprint(kind: DatasetKind, source_hashes: list[str], params: dict, generator: str) -> str:
     payload = json.dumps(
         {"kind": kind, "sources": sorted(source_hashes), "params": params,
          "generator": generator, "code": CODE_VERSION},
@@ -134,7 +135,7 @@ def input_fingerprint(kind: str, source_hashes: list[str], params: dict, generat
 
 
 def _check_results(
-    kind: str, author_id: str, card: DatasetCard, artifacts: ArtifactStoreResource,
+    kind: DatasetKind, author_id: str, card: DatasetCard, artifacts: ArtifactStoreResource,
     min_train_rows: int, ngram: int,
 ) -> list[dg.AssetCheckResult]:
     train = storage.load_split(artifacts, author_id, kind, card.version, "train")
@@ -158,7 +159,7 @@ def _check_results(
 
 def _publish(
     context: dg.AssetExecutionContext,
-    kind: str,
+    kind: DatasetKind,
     config: DatasetConfig,
     artifacts: ArtifactStoreResource,
     author_id: str,
@@ -230,13 +231,13 @@ def _publish(
 
 
 def _split_agreement(
-    context: dg.AssetExecutionContext, kind: str, author_id: str, card: DatasetCard,
+    context: dg.AssetExecutionContext, kind: DatasetKind, author_id: str, card: DatasetCard,
     artifacts: ArtifactStoreResource,
 ) -> dict:
     """Whether this version's split parameters match the other dataset's latest version: only
     then do both hold out the same documents (a document evaluated as unseen must not be a DPO
     training document). A mismatch is a configuration error, logged loudly."""
-    other_kind = "preference" if kind == "instruction" else "instruction"
+    other_kind: DatasetKind = "preference" if kind == "instruction" else "instruction"
     assignment = card.split.assignment if card.split else None
     out: dict = {"split_assignment": assignment.fingerprint if assignment else ""}
     other = storage.load_card(artifacts, author_id, other_kind)
@@ -321,7 +322,10 @@ def preference_dataset(
         rejected_source=config.rejected_source,
         max_rejected_overlap=config.max_rejected_overlap,
     )
-    source, rejected_gen = resolve_rejected_source(config.rejected_source, llm)
+    # separate generators for prompts and rejected answers: each meters its own usage
+    source, rejected_gen = resolve_rejected_source(
+        config.rejected_source, llm.get_generator(), llm.get_base_model_generator(), llm.base_model
+    )
     prompt_gen = llm.get_generator()
     generator_name = f"prompts={prompt_gen.name}; rejected={source}" + (
         f":{rejected_gen.name}" if rejected_gen else ""
