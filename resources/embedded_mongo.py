@@ -82,7 +82,11 @@ class EmbeddedMongo:
                 continue
             for line in lines:
                 fields = line.split()
-                if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == self.port:
+                if (
+                    len(fields) > 9
+                    and fields[3] == "0A"
+                    and int(fields[1].rsplit(":", 1)[1], 16) == self.port
+                ):
                     inodes.add(f"socket:[{fields[9]}]")
         if not inodes:
             return None
@@ -135,34 +139,33 @@ class EmbeddedMongo:
                 "nx-27017 is not installed; install the project (pip install -e .) "
                 "or set TWIN_MONGO_URI to a MongoDB server"
             )
-        log = open(self.log_file, "ab")
-        proc = subprocess.Popen(
-            [
-                exe,
-                "--data-dir",
-                str(self.data_dir / "db"),
-                "--host",
-                self.host,
-                "-p",
-                str(self.port),
-                "--log-file",
-                str(self.log_file),
-                "--pid-file",
-                str(self.data_dir / "nx-27017.server.pid"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # detached: survives the step/process that started it
-        )
+        # the child keeps its own copy of the descriptor; ours is closed once it has started
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                [
+                    exe,
+                    "--data-dir",
+                    str(self.data_dir / "db"),
+                    "--host",
+                    self.host,
+                    "-p",
+                    str(self.port),
+                    "--log-file",
+                    str(self.log_file),
+                    "--pid-file",
+                    str(self.data_dir / "nx-27017.server.pid"),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # detached: survives the step/process that started it
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 if self.is_listening():  # lost a start race to a concurrent starter
                     return self._own_listener()
-                raise EmbeddedMongoError(
-                    f"nx-27017 exited with {proc.returncode}; see {self.log_file}"
-                )
+                raise EmbeddedMongoError(f"nx-27017 exited with {proc.returncode}; see {self.log_file}")
             if self.is_listening() and self.listener_pid() == proc.pid:
                 self.pid_file.write_text(str(proc.pid))
                 return proc.pid

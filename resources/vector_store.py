@@ -13,12 +13,16 @@ Local mode (`QdrantClient(path=...)`) locks its folder: one client per path per 
 Dagster assets that write go through the `qdrant` concurrency pool (limit 1) so that two steps
 never open the folder at the same time. A server (TWIN_QDRANT_URL) has no such lock; the code
 is the same.
+
+`QdrantIndex` implements the `VectorIndex` protocol of `twin_assets.domain.stores`: the logic
+(incremental embedding, checks, retrieval) sees `VectorPoint`/`VectorHit`, never qdrant-client
+types. Retrieval itself is plain logic in `twin_assets.features.retrieval`; `retrieve` here only
+opens and closes a client around it.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,7 +33,9 @@ import numpy as np
 from pydantic import Field
 from qdrant_client import QdrantClient, models
 
-from twin_assets.domain.features import Chunk
+from twin_assets.domain.features import Chunk, RetrievedChunk
+from twin_assets.domain.stores import Embedder, VectorHit, VectorPoint, point_id
+from twin_assets.features.retrieval import retrieve
 
 DEFAULT_COLLECTION = "twin_chunks"
 KEYWORD_INDEXES = ("author_id", "category", "platform", "document_id")
@@ -48,13 +54,13 @@ def _match(key: str, values: Iterable[str] | str | None) -> models.FieldConditio
     return models.FieldCondition(key=key, match=models.MatchAny(any=values))
 
 
-def author_filter(
+def _author_filter(
     author_id: str,
     categories: Iterable[str] | None = None,
     platforms: Iterable[str] | None = None,
     document_ids: Iterable[str] | None = None,
 ) -> models.Filter:
-    conditions = [
+    conditions: list[models.Condition] = [
         c
         for c in (
             _match("author_id", author_id),
@@ -67,8 +73,9 @@ def author_filter(
     return models.Filter(must=conditions)
 
 
-class VectorIndex:
-    """The chunk collection: the queries the feature pipeline and retrieval need."""
+class QdrantIndex:
+    """The chunk collection: the queries the feature pipeline and retrieval need
+    (implements `twin_assets.domain.stores.VectorIndex`)."""
 
     def __init__(self, client: QdrantClient, collection: str):
         self.client = client
@@ -82,7 +89,7 @@ class VectorIndex:
         if not self.exists():
             return None
         params = self.client.get_collection(self.collection).config.params.vectors
-        if isinstance(params, dict):  # named vectors: not ours
+        if params is None or isinstance(params, dict):  # named (or no) vectors: not ours
             raise VectorStoreError(f"collection {self.collection!r} uses named vectors")
         return int(params.size)
 
@@ -108,7 +115,9 @@ class VectorIndex:
             warnings.simplefilter("ignore")  # local mode warns that indexes have no effect
             logging.getLogger("qdrant_client").setLevel(logging.ERROR)
             for key in KEYWORD_INDEXES:
-                schema: models.PayloadSchemaType | models.KeywordIndexParams = models.PayloadSchemaType.KEYWORD
+                schema: models.PayloadSchemaType | models.KeywordIndexParams = (
+                    models.PayloadSchemaType.KEYWORD
+                )
                 if key == "author_id":
                     schema = models.KeywordIndexParams(type=models.KeywordIndexType.KEYWORD, is_tenant=True)
                 self.client.create_payload_index(self.collection, field_name=key, field_schema=schema)
@@ -131,17 +140,19 @@ class VectorIndex:
         )
 
     def delete_points(self, ids: Iterable[str]) -> int:
-        ids = list(ids)
-        if ids and self.exists():
-            self.client.delete(self.collection, points_selector=models.PointIdsList(points=ids), wait=True)
-        return len(ids)
+        points: list[models.ExtendedPointId] = list(ids)
+        if points and self.exists():
+            self.client.delete(self.collection, points_selector=models.PointIdsList(points=points), wait=True)
+        return len(points)
 
     def delete_documents(self, author_id: str, document_ids: Iterable[str]) -> None:
         document_ids = list(document_ids)
         if document_ids and self.exists():
             self.client.delete(
                 self.collection,
-                points_selector=models.FilterSelector(filter=author_filter(author_id, document_ids=document_ids)),
+                points_selector=models.FilterSelector(
+                    filter=_author_filter(author_id, document_ids=document_ids)
+                ),
                 wait=True,
             )
 
@@ -153,7 +164,7 @@ class VectorIndex:
         if n:
             self.client.delete(
                 self.collection,
-                points_selector=models.FilterSelector(filter=author_filter(author_id)),
+                points_selector=models.FilterSelector(filter=_author_filter(author_id)),
                 wait=True,
             )
         return n
@@ -162,7 +173,7 @@ class VectorIndex:
     def count(self, author_id: str) -> int:
         if not self.exists():
             return 0
-        return self.client.count(self.collection, count_filter=author_filter(author_id), exact=True).count
+        return self.client.count(self.collection, count_filter=_author_filter(author_id), exact=True).count
 
     def existing_ids(self, ids: Iterable[str], batch: int = 2048) -> set[str]:
         """Which of `ids` have a point (a lookup by id: no scan, no payload, no vectors)."""
@@ -177,7 +188,7 @@ class VectorIndex:
             found.update(point_id(r.id) for r in records)
         return found
 
-    def scroll(self, author_id: str, with_vectors: bool = False, batch: int = 1024) -> Iterator[models.Record]:
+    def scroll(self, author_id: str, with_vectors: bool = False, batch: int = 1024) -> Iterator[VectorPoint]:
         """Every point of the author (for checks and reconciliation; not on the hot path)."""
         if not self.exists():
             return
@@ -185,15 +196,28 @@ class VectorIndex:
         while True:
             records, offset = self.client.scroll(
                 self.collection,
-                scroll_filter=author_filter(author_id),
+                scroll_filter=_author_filter(author_id),
                 limit=batch,
                 offset=offset,
                 with_payload=True,
                 with_vectors=with_vectors,
             )
-            yield from records
+            yield from (_point(r) for r in records)
             if offset is None:
                 break
+
+    def sample_vectors(self, author_id: str, limit: int) -> list[list[float]]:
+        """Up to `limit` stored vectors of the author (one page, no payloads)."""
+        if not self.exists():
+            return []
+        records, _ = self.client.scroll(
+            self.collection,
+            scroll_filter=_author_filter(author_id),
+            limit=limit,
+            with_vectors=True,
+            with_payload=False,
+        )
+        return [_point(r).vector or [] for r in records]
 
     def search(
         self,
@@ -202,21 +226,24 @@ class VectorIndex:
         k: int,
         categories: Iterable[str] | None = None,
         platforms: Iterable[str] | None = None,
-    ) -> list[models.ScoredPoint]:
+    ) -> list[VectorHit]:
         if not self.exists():
             return []
-        return self.client.query_points(
+        points = self.client.query_points(
             self.collection,
             query=np.asarray(vector, dtype=np.float32).tolist(),
-            query_filter=author_filter(author_id, categories, platforms),
+            query_filter=_author_filter(author_id, categories, platforms),
             limit=k,
             with_payload=True,
         ).points
+        return [VectorHit(id=point_id(p.id), score=p.score, payload=p.payload or {}) for p in points]
 
 
-def point_id(value: str) -> str:
-    """Qdrant returns UUID ids normalised; compare ids in this form."""
-    return str(uuid.UUID(str(value)))
+def _point(record: models.Record) -> VectorPoint:
+    vector = record.vector
+    if vector is not None and not isinstance(vector, list):  # named/sparse vectors: not ours
+        raise VectorStoreError(f"point {record.id} does not hold one dense vector")
+    return VectorPoint(id=point_id(record.id), payload=record.payload or {}, vector=vector)  # type: ignore[arg-type]
 
 
 class QdrantResource(dg.ConfigurableResource):
@@ -248,11 +275,11 @@ class QdrantResource(dg.ConfigurableResource):
             ) from exc
 
     @contextmanager
-    def open(self) -> Iterator[VectorIndex]:
-        """A `VectorIndex` whose client is closed on exit (releases the local folder lock)."""
+    def open(self) -> Iterator[QdrantIndex]:
+        """A `QdrantIndex` whose client is closed on exit (releases the local folder lock)."""
         client = self.make_client()
         try:
-            yield VectorIndex(client, self.collection)
+            yield QdrantIndex(client, self.collection)
         finally:
             client.close()
 
@@ -262,12 +289,19 @@ class QdrantResource(dg.ConfigurableResource):
         author_id: str,
         k: int,
         *,
-        embedder,
+        embedder: Embedder,
         categories: Iterable[str] | None = None,
         platforms: Iterable[str] | None = None,
-    ):
-        """What inference and dataset generation call: top-k cited chunks for one author."""
-        from twin_assets.features.retrieval import retrieve
-
+    ) -> list[RetrievedChunk]:
+        """What inference and dataset generation call: top-k cited chunks for one author, with a
+        client opened and closed around the query (local mode's folder lock)."""
         with self.open() as index:
-            return retrieve(query, author_id, k, embedder=embedder, index=index, categories=categories, platforms=platforms)
+            return retrieve(
+                query,
+                author_id,
+                k,
+                embedder=embedder,
+                index=index,
+                categories=categories,
+                platforms=platforms,
+            )

@@ -6,6 +6,7 @@ import multiprocessing as mp
 
 import pymongo
 import pytest
+from pymongo.errors import DuplicateKeyError
 
 from twin_assets.domain.documents import (
     Author,
@@ -29,21 +30,26 @@ def _article(link: str, content: str = "Measure first. Then chunk.", author: str
     )
 
 
+def _db(warehouse):
+    """The warehouse database through stock pymongo (the store hides its collections)."""
+    return warehouse.get_client()[warehouse.database]
+
+
 def test_upsert_is_idempotent_and_detects_changes(warehouse):
     store = warehouse.get_store()
     docs = [_article("https://medium.com/@m/a"), _article("https://medium.com/@m/b")]
     first = store.upsert_documents(docs)
     assert (first.new, first.updated, first.unchanged) == (2, 0, 0)
 
-    stored_at = store.collection("articles").find_one({"link": docs[0].link})["stored_at"]
+    stored_at = _db(warehouse)["articles"].find_one({"link": docs[0].link})["stored_at"]
     again = store.upsert_documents([_article("https://medium.com/@m/a"), _article("https://medium.com/@m/b")])
     assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
     # unchanged pages are not rewritten at all
-    assert store.collection("articles").find_one({"link": docs[0].link})["stored_at"] == stored_at
+    assert _db(warehouse)["articles"].find_one({"link": docs[0].link})["stored_at"] == stored_at
 
     edited = store.upsert_documents([_article("https://medium.com/@m/a", content="Measure twice.")])
     assert (edited.new, edited.updated, edited.unchanged) == (0, 1, 0)
-    assert store.collection("articles").count_documents({"author_id": "maya"}) == 2
+    assert _db(warehouse)["articles"].count_documents({"author_id": "maya"}) == 2
     got = {d.link: d.content for d in store.get_documents("maya")}
     assert got["https://medium.com/@m/a"] == "Measure twice."
 
@@ -51,8 +57,8 @@ def test_upsert_is_idempotent_and_detects_changes(warehouse):
 def test_unique_index_refuses_a_second_copy_of_a_link(warehouse):
     store = warehouse.get_store()
     store.upsert_documents([_article("https://medium.com/@m/a")])
-    with pytest.raises(pymongo.errors.DuplicateKeyError):
-        store.collection("articles").insert_one(
+    with pytest.raises(DuplicateKeyError):
+        _db(warehouse)["articles"].insert_one(
             {"_id": "other-id", "author_id": "maya", "link": "https://medium.com/@m/a"}
         )
     assert store.duplicate_links("maya") == []
@@ -60,16 +66,16 @@ def test_unique_index_refuses_a_second_copy_of_a_link(warehouse):
 
 def test_same_link_twice_in_one_batch_is_stored_once(warehouse):
     store = warehouse.get_store()
-    stats = store.upsert_documents(
-        [_article("https://x.dev/a", "one"), _article("https://x.dev/a", "two")]
-    )
+    stats = store.upsert_documents([_article("https://x.dev/a", "one"), _article("https://x.dev/a", "two")])
     assert stats.new == 1
     assert [d.content for d in store.get_documents("maya")] == ["two"]
 
 
 def test_authors_are_kept_apart(warehouse):
     store = warehouse.get_store()
-    store.upsert_documents([_article("https://x.dev/a", author="maya"), _article("https://x.dev/a", author="ola")])
+    store.upsert_documents(
+        [_article("https://x.dev/a", author="maya"), _article("https://x.dev/a", author="ola")]
+    )
     assert len(store.get_documents("maya")) == 1
     assert len(store.get_documents("ola")) == 1
 
@@ -138,8 +144,32 @@ def test_concurrent_writers_never_duplicate(warehouse, mongo_server):
     for p in procs:
         p.join(60)
     store = warehouse.get_store()
-    assert store.collection("articles").count_documents({"author_id": "maya"}) == 30
+    assert _db(warehouse)["articles"].count_documents({"author_id": "maya"}) == 30
     assert store.duplicate_links("maya") == []
+
+
+def test_credentials_against_the_embedded_server_are_a_clear_error(mongo_server):
+    """nx-27017 has no authentication: a URI with a user and password used to die with
+    `KeyError: 'payload'` inside pymongo's SCRAM handshake. Now the error says what is wrong,
+    without the password (the CLI prints it as a user error: an EmbeddedMongoError)."""
+    from resources.embedded_mongo import EmbeddedMongoError
+    from resources.warehouse import WarehouseAuthUnsupported, WarehouseResource
+
+    uri = mongo_server.uri.replace("mongodb://", "mongodb://twin:s3cr3t-pw@")
+    resource = WarehouseResource(uri=uri, database="auth_test", server_selection_timeout_ms=5000)
+    with pytest.raises(WarehouseAuthUnsupported) as info:
+        resource.get_store()
+    message = str(info.value)
+    assert "does not support authentication" in message and "TWIN_MONGO_URI" in message
+    assert f"127.0.0.1:{mongo_server.port}" in message
+    assert "s3cr3t-pw" not in message and info.value.__cause__ is None
+    assert isinstance(info.value, EmbeddedMongoError)
+    from twin_assets.cli import user_error_message
+
+    assert (user_error_message(info.value) or "").startswith("embedded warehouse: TWIN_MONGO_URI carries")
+    resource.teardown_after_execution(None)  # type: ignore[arg-type]
+    # the same server without credentials works
+    WarehouseResource(uri=mongo_server.uri, database="auth_test").get_store().list_authors()
 
 
 def test_embedded_server_start_is_reentrant_and_stops_by_pid(tmp_path):
@@ -221,6 +251,7 @@ def test_concurrent_starts_agree_on_one_server(tmp_path):
     try:
         with ThreadPoolExecutor(3) as pool:
             pids = list(pool.map(lambda _: server.start(), range(3)))
-        assert len(set(pids)) == 1 and pids[0] == server.pid() > 0
+        pid = server.pid()
+        assert len(set(pids)) == 1 and pid is not None and pids[0] == pid > 0
     finally:
         server.stop()

@@ -7,7 +7,8 @@ separate, explicit act: `twin authors purge ID` or the `purge_author` job in the
 refuses while the author is still registered, since the registry sensor would re-create the
 partition and crawl them straight back.
 
-Every store is keyed by author, so a purge is a handful of filtered deletes; it is safe to
+Every store is keyed by author, so a purge is a handful of filtered deletes (the warehouse
+itself knows which of its collections hold per-author rows: `AuthorDataStore`); it is safe to
 re-run (a second purge deletes nothing and succeeds), and one store failing does not stop the
 others: the report says what went where, and the failures are raised at the end.
 """
@@ -18,18 +19,9 @@ from collections.abc import Callable, Iterable
 
 from pydantic import BaseModel, Field
 
-from resources.warehouse import AUTHORS, DocumentStore
-from twin_assets.domain.documents import Author, Category
+from twin_assets.domain.documents import Author
+from twin_assets.domain.stores import ArtifactStore, AuthorDataStore
 
-# Warehouse collections holding per-author rows under an `author_id` field.
-AUTHOR_COLLECTIONS: tuple[str, ...] = (
-    *(c.value for c in Category),
-    "crawl_failures",
-    "cleaned_documents",
-    "chunks",
-    "chunk_manifests",
-    "embedding_manifests",
-)
 # Artifact-store prefixes per author (see training/data.py and training/registry.py).
 ARTIFACT_PREFIXES: tuple[str, ...] = ("datasets/{author}", "models/{author}")
 
@@ -77,9 +69,9 @@ def ensure_not_registered(author_id: str, registry: Iterable[Author]) -> None:
 def purge_author(
     author_id: str,
     *,
-    store: DocumentStore,
+    store: AuthorDataStore,
     delete_vectors: Callable[[str], int] | None = None,
-    artifacts=None,
+    artifacts: ArtifactStore | None = None,
     delete_partition: Callable[[str], bool] | None = None,
     keep_artifacts: bool = False,
 ) -> PurgeReport:
@@ -92,16 +84,15 @@ def purge_author(
     def attempt(what: str, fn: Callable[[], None]) -> None:
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001 - every store is tried; failures are reported
+        except Exception as exc:  # every store is tried; failures are reported
             report.errors.append(f"{what}: {type(exc).__name__}: {exc}")
 
     def warehouse() -> None:
-        for name in AUTHOR_COLLECTIONS:
-            report.warehouse[name] = store.collection(name).delete_many({"author_id": author_id}).deleted_count
-        report.warehouse[AUTHORS] = store.collection(AUTHORS).delete_many({"_id": author_id}).deleted_count
+        report.warehouse.update(store.delete_author_data(author_id))
 
     attempt("warehouse", warehouse)
     if delete_vectors is not None:
+
         def vectors() -> None:
             report.vectors = delete_vectors(author_id)
 

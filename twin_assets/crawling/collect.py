@@ -8,10 +8,10 @@ from collections import Counter
 
 from pydantic import BaseModel, Field
 
-from resources.warehouse import DocumentStore
 from twin_assets.crawling import crawl_author
-from twin_assets.domain.documents import Author, CrawlFailure, RawDocument, WriteStats, sha256_text
 from twin_assets.crawling.settings import CrawlSettings
+from twin_assets.domain.documents import Author, CrawlFailure, RawDocument, WriteStats, sha256_text
+from twin_assets.domain.stores import DocumentStore
 
 
 class CollectionResult(BaseModel):
@@ -63,9 +63,7 @@ def collect_author(
         log.info("removed %d documents of links no longer registered for %s", len(removed), author.id)
     store.record_failures(author.id, report.failures)
     failed_now = {f.link for f in report.failures}
-    store.clear_failures(
-        author.id, {f.link for f in store.list_failures(author.id)} - failed_now
-    )
+    store.clear_failures(author.id, {f.link for f in store.list_failures(author.id)} - failed_now)
     return CollectionResult(
         author_id=author.id,
         stats=stats,

@@ -4,12 +4,12 @@ Each stage compares hashes it recorded last time with its input's hashes and wor
 difference, so a re-run after one page changed costs one document, not the corpus:
 
 - cleaning: raw `content_hash` (+ `CLEANER_VERSION`) vs the cleaned document's `raw_content_hash`;
-- chunking: cleaned `content_hash` (+ chunker/model fingerprint) vs the document's chunk
-  manifest (warehouse collection `chunk_manifests`);
-- embedding: the chunk manifest's `chunks_hash` vs the embedding manifest (`embedding_manifests`),
-  which also lists the Qdrant point ids written for the document.
+- chunking: cleaned `content_hash` (+ chunker/model fingerprint) vs the document's
+  `ChunkManifest`;
+- embedding: the chunk manifest's `chunks_hash` vs the `EmbeddingManifest`, which also lists the
+  vector point ids written for the document.
 
-Where chunks live: in the warehouse (collection `chunks`), written by the `chunks` asset and read
+Where chunks live: in the warehouse (a `ChunkStore`), written by the `chunks` asset and read
 by `embedded_chunks`. Keeping them there (rather than letting `embedded_chunks` re-chunk) makes
 chunks a first-class, inspectable asset with its own checks (token limit), lets dataset builders
 read them without Qdrant, and lets embedding fetch only the chunks of changed documents.
@@ -18,6 +18,9 @@ The diff for Qdrant is computed from the embedding manifests, not by scrolling t
 (which is a full scan in local mode). A cheap count per author guards the bookkeeping: if Qdrant
 does not hold exactly the points the manifests list (a crash mid-write, a wiped folder), the
 author's points are reconciled by one scroll and the difference is repaired.
+
+Everything here is written against the protocols of `twin_assets.domain.stores` (a
+`FeatureStore`, a `VectorIndex`, an `Embedder`); `resources/` supplies MongoDB and Qdrant.
 """
 
 from __future__ import annotations
@@ -28,19 +31,22 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from pydantic import BaseModel, Field
-from pymongo import DeleteMany, UpdateOne
 
-from resources.vector_store import VectorIndex, point_id
-from resources.warehouse import CLEANED, DocumentStore
-from twin_assets.domain.documents import Category, RawDocument, sha256_text
+from twin_assets.domain.documents import sha256_text
 from twin_assets.domain.features import Chunk, CleanedDocument
+from twin_assets.domain.stores import (
+    ChunkManifest,
+    ChunkStore,
+    DocumentStore,
+    Embedder,
+    EmbeddingManifest,
+    FeatureStore,
+    ManifestStore,
+    VectorIndex,
+    point_id,
+)
 from twin_assets.features.chunking import CHUNKER_VERSION, ChunkingConfig, TokenBudget, chunk_document
 from twin_assets.features.cleaning import CLEANER_VERSION, EmptyAfterCleaning, clean_document
-
-CHUNKS = "chunks"
-CHUNK_MANIFESTS = "chunk_manifests"
-EMBEDDING_MANIFESTS = "embedding_manifests"
-_ID_BATCH = 1000
 
 Log = Callable[[str], None]
 
@@ -50,6 +56,7 @@ def _noop(_: str) -> None:
 
 
 def _batched(items: Sequence, size: int) -> Iterable[Sequence]:
+    """Encoding batches."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
@@ -75,33 +82,18 @@ def version_of(pairs: Iterable[tuple[str, str]], *salt: str) -> str:
 # -- cleaning ----------------------------------------------------------------------------------
 
 
-def _fetch_raw(store: DocumentStore, ids: Sequence[str]) -> list[RawDocument]:
-    out: list[RawDocument] = []
-    for batch in _batched(list(ids), _ID_BATCH):
-        for category in Category:
-            for data in store.collection(category.value).find({"_id": {"$in": list(batch)}}):
-                data.pop("stored_at", None)
-                out.append(RawDocument.from_mongo(data))
-    return out
-
-
 def clean_author(store: DocumentStore, author_id: str, log: Log = _noop) -> StageStats:
     """Re-clean new/changed raw documents, delete cleaned ones whose raw document is gone.
     A document that fails to clean (even to nothing) keeps its previous cleaned version."""
     stats = StageStats()
     raw_hashes = store.document_hashes(author_id)
-    stored = {
-        row["_id"]: (row.get("raw_content_hash"), row.get("cleaner_version"))
-        for row in store.collection(CLEANED).find(
-            {"author_id": author_id}, {"raw_content_hash": 1, "cleaner_version": 1}
-        )
-    }
+    stored = store.cleaned_provenance(author_id)
     todo = [i for i, h in raw_hashes.items() if stored.get(i) != (h, CLEANER_VERSION)]
     stats.unchanged = len(raw_hashes) - len(todo)
     gone = [i for i in stored if i not in raw_hashes]
     log(f"cleaning {len(todo)} of {len(raw_hashes)} raw documents ({len(gone)} gone)")
     cleaned: list[CleanedDocument] = []
-    for doc in sorted(_fetch_raw(store, todo), key=lambda d: d.id):
+    for doc in sorted(store.get_documents_by_id(todo), key=lambda d: d.id):
         try:
             cleaned.append(clean_document(doc))
         except EmptyAfterCleaning as exc:
@@ -111,7 +103,7 @@ def clean_author(store: DocumentStore, author_id: str, log: Log = _noop) -> Stag
             stats.failed += 1
             stats.failures.append(f"{exc}; previous cleaned version kept")
             log(f"cleaning failed, previous version kept: {exc}")
-        except Exception as exc:  # noqa: BLE001 - one bad document never stops the others
+        except Exception as exc:  # one bad document never stops the others
             stats.failed += 1
             stats.failures.append(f"{doc.link}: {type(exc).__name__}: {exc}")
             log(f"cleaning failed, previous version kept: {doc.link}: {exc}")
@@ -119,9 +111,7 @@ def clean_author(store: DocumentStore, author_id: str, log: Log = _noop) -> Stag
     # same output under a new cleaner version: record the version so it is not re-cleaned again
     same = [d.id for d in cleaned if d.id not in write.new_ids and d.id not in write.updated_ids]
     if same:
-        store.collection(CLEANED).update_many(
-            {"_id": {"$in": same}}, {"$set": {"cleaner_version": CLEANER_VERSION}}
-        )
+        store.set_cleaner_version(same, CLEANER_VERSION)
     stats.new, stats.updated = write.new, write.updated
     stats.unchanged += write.unchanged
     stats.changed_ids = write.new_ids + write.updated_ids
@@ -141,44 +131,32 @@ def chunking_fingerprint(budget: TokenBudget, config: ChunkingConfig, model_name
     return f"{CHUNKER_VERSION}:{config.fingerprint()}:{model_name}:{budget.max_seq_length}"
 
 
-def _fetch_cleaned(store: DocumentStore, ids: Sequence[str]) -> list[CleanedDocument]:
-    out: list[CleanedDocument] = []
-    for batch in _batched(list(ids), _ID_BATCH):
-        out += [CleanedDocument.from_mongo(r) for r in store.collection(CLEANED).find({"_id": {"$in": list(batch)}})]
-    return out
-
-
-def write_chunks(store: DocumentStore, author_id: str, document_id: str, chunks: list[Chunk], fingerprint: str, source_hash: str) -> None:
+def write_chunks(
+    store: FeatureStore,
+    author_id: str,
+    document_id: str,
+    chunks: list[Chunk],
+    fingerprint: str,
+    source_hash: str,
+) -> None:
+    """The document's chunks, then its manifest: a crash in between re-chunks it next time."""
     ids = [c.id for c in chunks]
-    col = store.collection(CHUNKS)
-    # Stale chunks by exact id: a `$nin` delete makes the embedded server scan the whole
-    # collection for every document (measured: 26 ms vs 1 ms per document at 16k chunks).
-    stale = {r["_id"] for r in col.find({"document_id": document_id}, {"_id": 1})} - set(ids)
-    ops: list = [DeleteMany({"_id": {"$in": sorted(stale)}})] if stale else []
-    for c in chunks:
-        data = c.to_mongo()
-        data.pop("_id")
-        ops.append(UpdateOne({"_id": c.id}, {"$set": data}, upsert=True))
-    if ops:
-        col.bulk_write(ops, ordered=True)
-    store.collection(CHUNK_MANIFESTS).update_one(
-        {"_id": document_id},
-        {
-            "$set": {
-                "author_id": author_id,
-                "source_hash": source_hash,
-                "fingerprint": fingerprint,
-                "chunk_ids": ids,
-                "chunks_hash": sha256_text(*ids)[:32],
-                "category": chunks[0].category.value if chunks else None,
-            }
-        },
-        upsert=True,
+    store.replace_chunks(document_id, chunks)
+    store.put_chunk_manifest(
+        ChunkManifest(
+            document_id=document_id,
+            author_id=author_id,
+            source_hash=source_hash,
+            fingerprint=fingerprint,
+            chunk_ids=ids,
+            chunks_hash=sha256_text(*ids)[:32],
+            category=chunks[0].category.value if chunks else None,
+        )
     )
 
 
 def chunk_author(
-    store: DocumentStore,
+    store: FeatureStore,
     author_id: str,
     budget: TokenBudget,
     model_name: str,
@@ -189,22 +167,16 @@ def chunk_author(
     config = config or ChunkingConfig()
     fingerprint = chunking_fingerprint(budget, config, model_name)
     stats = StageStats()
-    # idempotent; per-document chunk lookups (write_chunks, get_chunks) stay cheap as it grows
-    store.collection(CHUNKS).create_index([("document_id", 1)], name="document_id")
-    store.collection(CHUNKS).create_index([("author_id", 1)], name="author_id")
     cleaned = {i: h[0] for i, h in store.cleaned_hashes(author_id).items()}
-    manifests = {
-        r["_id"]: (r.get("source_hash"), r.get("fingerprint"))
-        for r in store.collection(CHUNK_MANIFESTS).find({"author_id": author_id}, {"source_hash": 1, "fingerprint": 1})
-    }
+    manifests = {d: (m.source_hash, m.fingerprint) for d, m in store.chunk_manifests(author_id).items()}
     todo = [i for i, h in cleaned.items() if manifests.get(i) != (h, fingerprint)]
     gone = [i for i in manifests if i not in cleaned]
     stats.unchanged = len(cleaned) - len(todo)
     log(f"chunking {len(todo)} of {len(cleaned)} cleaned documents ({len(gone)} gone)")
-    for n, doc in enumerate(sorted(_fetch_cleaned(store, todo), key=lambda d: d.id), 1):
+    for n, doc in enumerate(sorted(store.get_cleaned_by_id(todo), key=lambda d: d.id), 1):
         try:
             chunks = chunk_document(doc, budget, config)
-        except Exception as exc:  # noqa: BLE001 - keep the previous chunks, carry on
+        except Exception as exc:  # keep the previous chunks, carry on
             stats.failed += 1
             stats.failures.append(f"{doc.link}: {type(exc).__name__}: {exc}")
             log(f"chunking failed, previous chunks kept: {doc.link}: {exc}")
@@ -218,36 +190,30 @@ def chunk_author(
         if n % 200 == 0:
             log(f"chunked {n}/{len(todo)} documents")
     if gone:
-        for batch in _batched(gone, _ID_BATCH):
-            store.collection(CHUNKS).delete_many({"author_id": author_id, "document_id": {"$in": list(batch)}})
-            store.collection(CHUNK_MANIFESTS).delete_many({"_id": {"$in": list(batch)}})
+        store.delete_chunks(author_id, gone)
+        store.delete_chunk_manifests(gone)
     stats.deleted = len(gone)
     stats.deleted_ids = gone
     return stats
 
 
-def chunks_version(store: DocumentStore, author_id: str) -> str:
-    rows = store.collection(CHUNK_MANIFESTS).find({"author_id": author_id}, {"chunks_hash": 1})
-    return version_of(((r["_id"], r["chunks_hash"]) for r in rows), "chunks")
+def chunks_version(store: ManifestStore, author_id: str) -> str:
+    manifests = store.chunk_manifests(author_id)
+    return version_of(((d, m.chunks_hash) for d, m in manifests.items()), "chunks")
 
 
-def get_chunks(store: DocumentStore, author_id: str, ids: Sequence[str] | None = None) -> list[Chunk]:
-    if ids is None:
-        rows = store.collection(CHUNKS).find({"author_id": author_id})
-        return sorted((Chunk.from_mongo(r) for r in rows), key=lambda c: (c.document_id, c.position))
-    out: list[Chunk] = []
-    for batch in _batched(list(ids), _ID_BATCH):
-        out += [Chunk.from_mongo(r) for r in store.collection(CHUNKS).find({"_id": {"$in": list(batch)}})]
-    return sorted(out, key=lambda c: (c.document_id, c.position))
+def get_chunks(store: ChunkStore, author_id: str, ids: Sequence[str] | None = None) -> list[Chunk]:
+    """The author's chunks (all, or those with `ids`) in document order."""
+    return sorted(store.find_chunks(author_id, ids), key=lambda c: (c.document_id, c.position))
 
 
-def chunk_profile(store: DocumentStore, author_id: str) -> tuple[Counter, list[int]]:
+def chunk_profile(store: ChunkStore, author_id: str) -> tuple[Counter, list[int]]:
     """(chunks per category, token counts of every chunk) for metadata and checks."""
     by_category: Counter = Counter()
     tokens: list[int] = []
-    for r in store.collection(CHUNKS).find({"author_id": author_id}, {"category": 1, "token_count": 1}):
-        by_category[r["category"]] += 1
-        tokens.append(int(r["token_count"]))
+    for category, token_count in store.chunk_sizes(author_id):
+        by_category[category] += 1
+        tokens.append(token_count)
     return by_category, tokens
 
 
@@ -284,7 +250,7 @@ class _Writer:
             try:
                 self.index.upsert_chunks(chunks, vectors)
                 self.done_ids.update(c.id for c in chunks)
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            except BaseException as exc:  # re-raised in the caller's thread
                 self.error = exc
 
     def put(self, chunks: list[Chunk], vectors) -> None:
@@ -299,14 +265,10 @@ class _Writer:
             raise self.error
 
 
-def _embedding_manifests(store: DocumentStore, author_id: str) -> dict[str, dict]:
-    return {r["_id"]: r for r in store.collection(EMBEDDING_MANIFESTS).find({"author_id": author_id})}
-
-
 def embed_author(
-    store: DocumentStore,
+    store: FeatureStore,
     index: VectorIndex,
-    embedder,
+    embedder: Embedder,
     author_id: str,
     log: Log = _noop,
     encode_batch: int = 512,
@@ -319,39 +281,39 @@ def embed_author(
     stats = EmbedStats()
     model = embedder.model_name
     created = index.ensure_collection(embedder.dimension)
-    key = {"model": model, "collection": index.collection}
-    manifests = _embedding_manifests(store, author_id)
-    valid = {d: m for d, m in manifests.items() if not created and all(m.get(k) == v for k, v in key.items())}
+    collection = index.collection
+    manifests = store.embedding_manifests(author_id)
+    valid = {
+        d: m for d, m in manifests.items() if not created and (m.model, m.collection) == (model, collection)
+    }
 
     # -- guard the bookkeeping: every listed point exists (lookup by id) and nothing else is
     # there (count); only if either fails are the author's points scrolled and repaired
-    expected = {point_id(p) for m in valid.values() for p in m["point_ids"]}
+    expected = {point_id(p) for m in valid.values() for p in m.point_ids}
     if index.count(author_id) != len(expected) or len(index.existing_ids(expected)) != len(expected):
         stats.reconciled = True
-        present = {point_id(r.id): (r.payload or {}).get("document_id") for r in index.scroll(author_id)}
+        present = {point_id(r.id): r.payload.get("document_id") for r in index.scroll(author_id)}
         orphans = [p for p in present if p not in expected]
         stats.orphans_repaired = index.delete_points(orphans)
         for doc_id, m in list(valid.items()):
-            if any(point_id(p) not in present for p in m["point_ids"]):
+            if any(point_id(p) not in present for p in m.point_ids):
                 del valid[doc_id]  # some of its points are missing: re-embed the document
         log(f"reconciled Qdrant with the manifests: {len(orphans)} orphan points removed")
 
-    chunk_manifests = {
-        r["_id"]: r for r in store.collection(CHUNK_MANIFESTS).find({"author_id": author_id}, {"chunk_ids": 1, "chunks_hash": 1})
-    }
+    chunk_manifests = store.chunk_manifests(author_id)
     gone = [d for d in manifests if d not in chunk_manifests]
-    todo = [d for d, m in chunk_manifests.items() if valid.get(d, {}).get("chunks_hash") != m["chunks_hash"]]
+    todo = [d for d, m in chunk_manifests.items() if d not in valid or valid[d].chunks_hash != m.chunks_hash]
     stats.unchanged = len(chunk_manifests) - len(todo)
 
     # -- deletions first: points of documents that are gone, and stale points of changed ones
     stale: list[str] = []
     for d in gone:
-        stale += manifests[d].get("point_ids", [])
+        stale += manifests[d].point_ids
     index.delete_documents(author_id, gone)  # by filter too: catches points a manifest missed
     to_embed_ids: list[str] = []
     for d in todo:
-        new_ids = [point_id(p) for p in chunk_manifests[d]["chunk_ids"]]
-        old_ids = {point_id(p) for p in valid.get(d, {}).get("point_ids", [])}
+        new_ids = [point_id(p) for p in chunk_manifests[d].chunk_ids]
+        old_ids = {point_id(p) for p in valid[d].point_ids} if d in valid else set()
         stale += [p for p in old_ids if p not in set(new_ids)]
         reuse = [p for p in new_ids if p in old_ids]
         stats.chunks_reused += len(reuse)
@@ -362,14 +324,16 @@ def embed_author(
             stats.new += 1
     stats.points_deleted = index.delete_points(stale)
     if gone:
-        store.collection(EMBEDDING_MANIFESTS).delete_many({"_id": {"$in": gone}})
+        store.delete_embedding_manifests(gone)
     stats.deleted, stats.deleted_ids = len(gone), gone
     stats.changed_ids = todo
 
     # Longest first, like SentenceTransformer.encode sorts one call's inputs: batches of similar
     # length waste no compute on padding (document order would pad most batches to the limit).
     chunks = sorted(get_chunks(store, author_id, to_embed_ids), key=lambda c: len(c.content), reverse=True)
-    log(f"embedding {len(chunks)} chunks of {len(todo)} documents ({stats.chunks_reused} reused, {len(stale)} stale points deleted)")
+    log(
+        f"embedding {len(chunks)} chunks of {len(todo)} documents ({stats.chunks_reused} reused, {len(stale)} stale points deleted)"
+    )
     writer = _Writer(index)
     try:
         for n, batch in enumerate(_batched(chunks, encode_batch), 1):
@@ -383,23 +347,25 @@ def embed_author(
             writer.close()
         finally:
             # manifests only for documents whose every new point is written: a crash re-embeds the rest
-            ops = []
+            done: list[EmbeddingManifest] = []
             for d in todo:
-                ids = [point_id(p) for p in chunk_manifests[d]["chunk_ids"]]
-                old_ids = {point_id(p) for p in valid.get(d, {}).get("point_ids", [])}
+                ids = [point_id(p) for p in chunk_manifests[d].chunk_ids]
+                old_ids = {point_id(p) for p in valid[d].point_ids} if d in valid else set()
                 if all(p in writer.done_ids or p in old_ids for p in ids):
-                    ops.append(
-                        UpdateOne(
-                            {"_id": d},
-                            {"$set": {"author_id": author_id, "chunks_hash": chunk_manifests[d]["chunks_hash"], "point_ids": ids, **key}},
-                            upsert=True,
+                    done.append(
+                        EmbeddingManifest(
+                            document_id=d,
+                            author_id=author_id,
+                            chunks_hash=chunk_manifests[d].chunks_hash,
+                            point_ids=ids,
+                            model=model,
+                            collection=collection,
                         )
                     )
-            if ops:
-                store.collection(EMBEDDING_MANIFESTS).bulk_write(ops, ordered=False)
+            store.put_embedding_manifests(done)
     return stats
 
 
-def embedded_version(store: DocumentStore, author_id: str, model: str) -> str:
-    rows = store.collection(EMBEDDING_MANIFESTS).find({"author_id": author_id}, {"chunks_hash": 1})
-    return version_of(((r["_id"], r["chunks_hash"]) for r in rows), "embedded", model)
+def embedded_version(store: ManifestStore, author_id: str, model: str) -> str:
+    manifests = store.embedding_manifests(author_id)
+    return version_of(((d, m.chunks_hash) for d, m in manifests.items()), "embedded", model)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from itertools import pairwise
 
 from twin_assets.domain.features import Chunk
 
@@ -19,13 +20,13 @@ def token_histogram(token_counts: Sequence[int], max_tokens: int) -> str:
         if n > max_tokens:
             over += 1
             continue
-        for lo, hi in zip(edges, edges[1:]):
+        for lo, hi in pairwise(edges):
             if lo < n <= hi or (lo == 0 and n == 0):
                 bins[(lo, hi)] += 1
                 break
     total = max(len(token_counts), 1)
     rows = ["| tokens | chunks | share |", "|---|---:|---|"]
-    for lo, hi in zip(edges, edges[1:]):
+    for lo, hi in pairwise(edges):
         n = bins[(lo, hi)]
         rows.append(f"| {lo + 1}-{hi} | {n} | {'█' * round(20 * n / total)} |")
     if over:
@@ -52,5 +53,7 @@ def chunk_preview(chunks: Sequence[Chunk], n: int = 3, width: int = 300) -> str:
     for c in picked[: max(n, len(seen))]:
         where = c.file_path or c.section or ""
         text = c.content if len(c.content) <= width else c.content[:width] + " …"
-        parts.append(f"**{c.category} · {c.title or c.link} · #{c.position} · {c.token_count} tokens** {where}\n\n```\n{text}\n```")
+        parts.append(
+            f"**{c.category} · {c.title or c.link} · #{c.position} · {c.token_count} tokens** {where}\n\n```\n{text}\n```"
+        )
     return "\n\n".join(parts)

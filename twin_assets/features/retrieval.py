@@ -3,18 +3,17 @@
 Used by the inference endpoint (RAG context) and by dataset generation. Vectors are normalised,
 so Qdrant's cosine score is the similarity; filtering on author is mandatory (a twin only ever
 speaks from its own author's writing), category/platform filters are optional.
+
+Plain logic over the `Embedder` and `VectorIndex` protocols: `QdrantResource.retrieve` calls it
+with a client it opens and closes, tests call it with an open index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 from twin_assets.domain.features import RetrievedChunk
-
-if TYPE_CHECKING:
-    from resources.embedder import EmbedderResource
-    from resources.vector_store import VectorIndex
+from twin_assets.domain.stores import Embedder, VectorIndex
 
 
 def retrieve(
@@ -22,7 +21,7 @@ def retrieve(
     author_id: str,
     k: int,
     *,
-    embedder: EmbedderResource,
+    embedder: Embedder,
     index: VectorIndex,
     categories: Iterable[str] | None = None,
     platforms: Iterable[str] | None = None,
@@ -31,11 +30,11 @@ def retrieve(
     if not query.strip() or k < 1:
         return []
     vector = embedder.embed_query(query)
-    points = index.search(
+    hits = index.search(
         vector,
         author_id,
         k,
         categories=[str(c) for c in categories] if categories is not None else None,
         platforms=[str(p) for p in platforms] if platforms is not None else None,
     )
-    return [RetrievedChunk.from_payload(str(p.id), p.score, p.payload or {}) for p in points]
+    return [RetrievedChunk.from_payload(h.id, h.score, h.payload) for h in hits]

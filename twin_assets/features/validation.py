@@ -1,28 +1,27 @@
 """The feature pipeline's invariants, as plain functions the asset checks call.
 
 Each returns (passed, metadata). They read the real stores (Qdrant is scrolled in full: a check
-may afford the scan the incremental path avoids).
+may afford the scan the incremental path avoids), through the protocols of
+`twin_assets.domain.stores`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from resources.vector_store import VectorIndex, author_filter, point_id
-from resources.warehouse import DocumentStore
+from twin_assets.domain.stores import ChunkStore, FeatureStore, VectorIndex, point_id
 from twin_assets.features.chunking import TokenBudget
-from twin_assets.features.incremental import CHUNKS
 
 
-def _chunk_ids(store: DocumentStore, author_id: str) -> set[str]:
-    return {point_id(r["_id"]) for r in store.collection(CHUNKS).find({"author_id": author_id}, {"_id": 1})}
+def _chunk_ids(store: ChunkStore, author_id: str) -> set[str]:
+    return {point_id(i) for i in store.chunk_ids(author_id)}
 
 
-def check_token_limit(store: DocumentStore, author_id: str, budget: TokenBudget) -> tuple[bool, dict]:
+def check_token_limit(store: ChunkStore, author_id: str, budget: TokenBudget) -> tuple[bool, dict]:
     """Re-measures every chunk with the model's tokenizer (not the stored counts)."""
-    rows = list(store.collection(CHUNKS).find({"author_id": author_id}, {"content": 1}))
-    counts = budget.count([r["content"] for r in rows])
-    over = [r["_id"] for r, n in zip(rows, counts) if n > budget.max_seq_length]
+    rows = store.chunk_texts(author_id)
+    counts = budget.count([content for _, content in rows])
+    over = [chunk_id for (chunk_id, _), n in zip(rows, counts, strict=True) if n > budget.max_seq_length]
     return not over, {
         "chunks": len(rows),
         "max_tokens": max(counts, default=0),
@@ -32,7 +31,7 @@ def check_token_limit(store: DocumentStore, author_id: str, budget: TokenBudget)
     }
 
 
-def check_embedded_once(store: DocumentStore, index: VectorIndex, author_id: str) -> tuple[bool, dict]:
+def check_embedded_once(store: ChunkStore, index: VectorIndex, author_id: str) -> tuple[bool, dict]:
     """Every warehouse chunk has exactly one point (point id = chunk id) and no point is extra."""
     chunk_ids = _chunk_ids(store, author_id)
     point_ids = [point_id(r.id) for r in index.scroll(author_id)]
@@ -49,19 +48,12 @@ def check_embedded_once(store: DocumentStore, index: VectorIndex, author_id: str
     }
 
 
-def check_dimension(index: VectorIndex, author_id: str, dimension: int, sample: int = 32) -> tuple[bool, dict]:
+def check_dimension(
+    index: VectorIndex, author_id: str, dimension: int, sample: int = 32
+) -> tuple[bool, dict]:
     """Collection config and a sample of stored vectors both have the model's dimension (and unit norm)."""
     size = index.vector_size()
-    vectors = []
-    if index.exists():
-        records, _ = index.client.scroll(
-            index.collection,
-            scroll_filter=author_filter(author_id),
-            limit=sample,
-            with_vectors=True,
-            with_payload=False,
-        )
-        vectors = [np.asarray(r.vector, dtype=np.float32) for r in records]
+    vectors = [np.asarray(v, dtype=np.float32) for v in index.sample_vectors(author_id, sample)]
     bad_dims = sum(1 for v in vectors if v.shape != (dimension,))
     norms = [float(np.linalg.norm(v)) for v in vectors]
     bad_norms = sum(1 for n in norms if abs(n - 1.0) > 1e-3)
@@ -75,15 +67,13 @@ def check_dimension(index: VectorIndex, author_id: str, dimension: int, sample: 
     }
 
 
-def check_no_orphans(store: DocumentStore, index: VectorIndex, author_id: str) -> tuple[bool, dict]:
+def check_no_orphans(store: FeatureStore, index: VectorIndex, author_id: str) -> tuple[bool, dict]:
     """No point whose document no longer exists (cleaned) or whose chunk was replaced."""
-    from resources.warehouse import CLEANED
-
-    docs = {r["_id"] for r in store.collection(CLEANED).find({"author_id": author_id}, {"_id": 1})}
+    docs = set(store.cleaned_hashes(author_id))
     chunk_ids = _chunk_ids(store, author_id)
     orphans = [
         point_id(r.id)
         for r in index.scroll(author_id)
-        if (r.payload or {}).get("document_id") not in docs or point_id(r.id) not in chunk_ids
+        if r.payload.get("document_id") not in docs or point_id(r.id) not in chunk_ids
     ]
     return not orphans, {"orphan_points": len(orphans), "orphan_ids": orphans[:20]}

@@ -18,7 +18,10 @@ class PurgeAuthorConfig(dg.Config):
     keep_artifacts: bool = False
 
 
-@dg.op(pool="qdrant", description="Delete one (unregistered) author's documents, vectors, datasets, models and partition.")
+@dg.op(
+    pool="qdrant",
+    description="Delete one (unregistered) author's documents, vectors, datasets, models and partition.",
+)
 def purge_author_op(
     context: dg.OpExecutionContext,
     config: PurgeAuthorConfig,
@@ -33,12 +36,19 @@ def purge_author_op(
         )
     ensure_not_registered(config.author_id, authors.authors())
     report = purge_author_everywhere(
-        config.author_id, instance=context.instance, store=warehouse.get_store(), qdrant=qdrant,
-        artifacts=artifacts, keep_artifacts=config.keep_artifacts,
+        config.author_id,
+        instance=context.instance,
+        store=warehouse.get_store(),
+        qdrant=qdrant,
+        artifacts=artifacts,
+        keep_artifacts=config.keep_artifacts,
     )
     context.log.info(report.summary())
 
 
-@dg.job(name="purge_author", description="Forget one author: everything stored about them. Refuses while they are registered.")
+@dg.job(
+    name="purge_author",
+    description="Forget one author: everything stored about them. Refuses while they are registered.",
+)
 def purge_author_job():
     purge_author_op()

@@ -1,6 +1,5 @@
 """Stage 1, data collection: the author's own writing, crawled into the warehouse."""
 
-
 import dagster as dg
 
 from resources.author_registry import AuthorRegistryResource

@@ -15,7 +15,6 @@ the pool's limit at 1 (`concurrency: pools: default_limit: 1` in dagster.yaml) t
 instead. With a Qdrant server the pool merely serialises writers, which is harmless.
 """
 
-
 from datetime import timedelta
 
 import dagster as dg
@@ -23,11 +22,11 @@ import dagster as dg
 from resources.embedder import EmbedderResource
 from resources.vector_store import QdrantResource
 from resources.warehouse import WarehouseResource
+from twin_assets.defs.partitions import authors_partitions
 from twin_assets.features import incremental, validation
 from twin_assets.features.chunking import CHUNKER_VERSION
 from twin_assets.features.cleaning import CLEANER_VERSION
 from twin_assets.features.reporting import category_table, chunk_preview, token_histogram
-from twin_assets.defs.partitions import authors_partitions
 
 RAW_DOCUMENTS = dg.AssetKey("raw_documents")
 TOKEN_LIMIT = "chunks_within_token_limit"
@@ -38,7 +37,7 @@ QDRANT_POOL = "qdrant"
 
 
 def _stats_metadata(stats: incremental.StageStats) -> dict:
-    meta = {
+    meta: dict[str, object] = {
         "new": stats.new,
         "updated": stats.updated,
         "unchanged": stats.unchanged,
@@ -58,7 +57,9 @@ def _stats_metadata(stats: incremental.StageStats) -> dict:
     code_version=f"cleaner-{CLEANER_VERSION}",
     automation_condition=dg.AutomationCondition.eager(),
 )
-def cleaned_documents(context: dg.AssetExecutionContext, warehouse: WarehouseResource) -> dg.MaterializeResult:
+def cleaned_documents(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
     """The author's first snapshot: category-aware cleaned documents in the warehouse.
 
     Fine-tuning datasets are built from it; each keeps the raw document's id and content hash.
@@ -138,15 +139,29 @@ def chunks(
     kinds={"python", "qdrant", "pytorch"},
     code_version="embed-1",
     automation_condition=dg.AutomationCondition.eager(),
-    freshness_policy=dg.FreshnessPolicy.time_window(fail_window=timedelta(days=2), warn_window=timedelta(days=1)),
+    freshness_policy=dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(days=2), warn_window=timedelta(days=1)
+    ),
     pool=QDRANT_POOL,
     check_specs=[
-        dg.AssetCheckSpec(EMBEDDED_ONCE, asset="embedded_chunks", blocking=True,
-                          description="Every chunk in the warehouse has exactly one Qdrant point, and no point is extra."),
-        dg.AssetCheckSpec(VECTOR_DIMENSION, asset="embedded_chunks", blocking=True,
-                          description="The collection and stored vectors have the embedding model's dimension and unit norm."),
-        dg.AssetCheckSpec(NO_ORPHANS, asset="embedded_chunks", blocking=True,
-                          description="No point belongs to a deleted document or a replaced chunk."),
+        dg.AssetCheckSpec(
+            EMBEDDED_ONCE,
+            asset="embedded_chunks",
+            blocking=True,
+            description="Every chunk in the warehouse has exactly one Qdrant point, and no point is extra.",
+        ),
+        dg.AssetCheckSpec(
+            VECTOR_DIMENSION,
+            asset="embedded_chunks",
+            blocking=True,
+            description="The collection and stored vectors have the embedding model's dimension and unit norm.",
+        ),
+        dg.AssetCheckSpec(
+            NO_ORPHANS,
+            asset="embedded_chunks",
+            blocking=True,
+            description="No point belongs to a deleted document or a replaced chunk.",
+        ),
     ],
 )
 def embedded_chunks(
