@@ -100,7 +100,7 @@ class FakeOpenAIServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 if self.path.rstrip("/") != "/v1/chat/completions":
@@ -108,7 +108,8 @@ class FakeOpenAIServer:
                 behaviour = server._next(body)
                 if behaviour == "429":
                     return self._json(
-                        429, {"error": {"message": "rate limited", "type": "rate_limit"}},
+                        429,
+                        {"error": {"message": "rate limited", "type": "rate_limit"}},
                         {"retry-after": "0"},
                     )
                 if behaviour == "500":
@@ -133,12 +134,17 @@ class FakeOpenAIServer:
                         "created": int(time.time()),
                         "model": body.get("model", "fake"),
                         "choices": [
-                            {"index": 0, "finish_reason": finish,
-                             "message": {"role": "assistant", "content": content}}
+                            {
+                                "index": 0,
+                                "finish_reason": finish,
+                                "message": {"role": "assistant", "content": content},
+                            }
                         ],
-                        "usage": {"prompt_tokens": prompt_tokens,
-                                  "completion_tokens": completion_tokens,
-                                  "total_tokens": prompt_tokens + completion_tokens},
+                        "usage": {
+                            "prompt_tokens": prompt_tokens,
+                            "completion_tokens": completion_tokens,
+                            "total_tokens": prompt_tokens + completion_tokens,
+                        },
                     },
                 )
 

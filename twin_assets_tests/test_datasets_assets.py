@@ -10,12 +10,12 @@ import pytest
 
 from resources.artifacts import ArtifactStoreResource
 from resources.llm import TextGeneratorResource
-from twin_assets.defs.datasets.assets import instruction_dataset, preference_dataset
 from twin_assets.datasets import storage
+from twin_assets.defs.datasets.assets import instruction_dataset, preference_dataset
 from twin_assets.defs.partitions import authors_partitions
+from twin_assets.domain.documents import Category, Platform
 from twin_assets_tests.fake_openai_server import FakeOpenAIServer
 from twin_assets_tests.test_datasets_fixtures import AUTHOR, POSTS, cleaned, corpus
-from twin_assets.domain.documents import Category, Platform
 
 CLEANED = dg.AssetSpec("cleaned_documents", partitions_def=authors_partitions)
 CONFIG = {"min_train_rows": 10}
@@ -37,8 +37,13 @@ def filled(warehouse):
 def _run(assets, resources, instance, config=CONFIG, raise_on_error=True):
     run_config = {"ops": {a.op.name: {"config": config} for a in assets}}
     return dg.materialize(
-        [CLEANED, *assets], selection=assets, resources=resources, instance=instance,
-        partition_key=AUTHOR, run_config=run_config, raise_on_error=raise_on_error,
+        [CLEANED, *assets],
+        selection=assets,
+        resources=resources,
+        instance=instance,
+        partition_key=AUTHOR,
+        run_config=run_config,
+        raise_on_error=raise_on_error,
     )
 
 
@@ -47,8 +52,10 @@ def _mat(result, key):
 
 
 def _checks(result):
-    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed
-            for e in result.get_asset_check_evaluations()}
+    return {
+        f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed
+        for e in result.get_asset_check_evaluations()
+    }
 
 
 def test_offline_build_is_versioned_and_stable(filled, instance, tmp_path):
@@ -75,22 +82,25 @@ def test_offline_build_is_versioned_and_stable(filled, instance, tmp_path):
         assert full["documents"]["train"] >= 5 and full["documents"]["test"] >= 2
         assert full["split"]["shared_documents"] == 0
         assert set(full["split"]["categories_without_test"]) == {"repositories"}  # one repo
-        test_docs = {r.source_document_id for r in storage.load_split(
-            artifacts, AUTHOR, kind, card["version"], "test")}
+        test_docs = {
+            r.source_document_id for r in storage.load_split(artifacts, AUTHOR, kind, card["version"], "test")
+        }
         assert len(test_docs) == full["documents"]["test"]
-        assert not test_docs & {r.source_document_id for r in storage.load_split(
-            artifacts, AUTHOR, kind, card["version"], "train")}
+        assert not test_docs & {
+            r.source_document_id
+            for r in storage.load_split(artifacts, AUTHOR, kind, card["version"], "train")
+        }
     # both datasets hold out the same documents: one assignment, recorded in both cards
     cards = {k: storage.load_card(artifacts, AUTHOR, k) for k in ("instruction", "preference")}
     assignments = {k: c.split.assignment for k, c in cards.items()}
     assert assignments["instruction"] == assignments["preference"]
     assert assignments["instruction"].test_document_ids
-    agree = {k: v.value for m in (ins, pref) for k, v in m.metadata.items()
-             if k.startswith("split_params_match_")}
+    agree = {
+        k: v.value for m in (ins, pref) for k, v in m.metadata.items() if k.startswith("split_params_match_")
+    }
     assert list(agree.values()) == [True]  # whichever was written second compared itself
     assert ins.metadata["split_assignment"].value == pref.metadata["split_assignment"].value
-    leak = next(e for e in result.get_asset_check_evaluations()
-                if e.check_name == "no_train_test_leakage")
+    leak = next(e for e in result.get_asset_check_evaluations() if e.check_name == "no_train_test_leakage")
     assert leak.metadata["shared_documents"].value == 0
     assert leak.metadata["test_documents"].value >= 2
     pref_card = storage.load_card(artifacts, AUTHOR, "preference")
@@ -106,20 +116,34 @@ def test_offline_build_is_versioned_and_stable(filled, instance, tmp_path):
 
     # a material change (a new post) gives a new version; a no-op upsert does not
     filled.get_store().upsert_cleaned(corpus())
-    assert _mat(_run([instruction_dataset], resources, instance), "instruction_dataset").metadata[
-        "version"].value == v_ins
-    filled.get_store().upsert_cleaned([cleaned(
-        "https://www.linkedin.com/posts/jan_new", Category.POSTS, Platform.LINKEDIN, None,
-        "Data contracts are the cheapest reliability tool I know. Before a pipeline writes a new "
-        "column, the readers agree on its type and meaning, and the pipeline refuses to publish "
-        "anything that breaks the contract. It slows the first week down and speeds up every "
-        "week after it.")])
+    assert (
+        _mat(_run([instruction_dataset], resources, instance), "instruction_dataset")
+        .metadata["version"]
+        .value
+        == v_ins
+    )
+    filled.get_store().upsert_cleaned(
+        [
+            cleaned(
+                "https://www.linkedin.com/posts/jan_new",
+                Category.POSTS,
+                Platform.LINKEDIN,
+                None,
+                "Data contracts are the cheapest reliability tool I know. Before a pipeline writes a new "
+                "column, the readers agree on its type and meaning, and the pipeline refuses to publish "
+                "anything that breaks the contract. It slows the first week down and speeds up every "
+                "week after it.",
+            )
+        ]
+    )
     m3 = _mat(_run([instruction_dataset], resources, instance), "instruction_dataset")
     assert m3.metadata["version"].value != v_ins
 
     # a preference config with another split is flagged: it may hold out other documents
-    m4 = _mat(_run([preference_dataset], resources, instance, {**CONFIG, "test_fraction": 0.3}),
-              "preference_dataset")
+    m4 = _mat(
+        _run([preference_dataset], resources, instance, {**CONFIG, "test_fraction": 0.3}),
+        "preference_dataset",
+    )
     assert m4.metadata["split_params_match_instruction"].value is False
 
 
@@ -127,8 +151,14 @@ def test_assets_use_the_configured_llm(filled, instance, tmp_path):
     server = FakeOpenAIServer().start()
     try:
         server.script("429", "500")  # retried transparently
-        llm = TextGeneratorResource(backend="openai", base_url=server.base_url, model="fake-model",
-                                    api_key="sk-secret", backoff_base_s=0.01, backoff_max_s=0.05)
+        llm = TextGeneratorResource(
+            backend="openai",
+            base_url=server.base_url,
+            model="fake-model",
+            api_key="sk-secret",
+            backoff_base_s=0.01,
+            backoff_max_s=0.05,
+        )
         artifacts = ArtifactStoreResource(root_dir=str(tmp_path / "artifacts"))
         resources = {"warehouse": filled, "artifacts": artifacts, "llm": llm}
         result = _run([instruction_dataset, preference_dataset], resources, instance)
@@ -141,12 +171,20 @@ def test_assets_use_the_configured_llm(filled, instance, tmp_path):
         rows = storage.load_split(artifacts, AUTHOR, "instruction", card.version, "train")
         assert rows and all(r.instruction.startswith("[fake-llm]") for r in rows)
         assert all(r.quality == 0.75 for r in rows)  # the judge's 4/5
-        prefs = storage.load_split(artifacts, AUTHOR, "preference", storage.load_card(
-            artifacts, AUTHOR, "preference").version, "train")
+        prefs = storage.load_split(
+            artifacts,
+            AUTHOR,
+            "preference",
+            storage.load_card(artifacts, AUTHOR, "preference").version,
+            "train",
+        )
         assert prefs and all(r.rejected.startswith("[fake-llm]") for r in prefs)
         assert ins["llm_retries"].value == 2
-        n_llm = ins["llm_requests"].value + pref["llm_prompts_requests"].value + pref[
-            "llm_rejected_requests"].value
+        n_llm = (
+            ins["llm_requests"].value
+            + pref["llm_prompts_requests"].value
+            + pref["llm_rejected_requests"].value
+        )
         assert n_llm == server.requests
         assert ins["llm_prompt_tokens"].value > 0 and ins["llm_completion_tokens"].value > 0
         assert "sk-secret" not in json.dumps({k: str(v) for k, v in {**ins, **pref}.items()})
@@ -161,13 +199,18 @@ def test_assets_use_the_configured_llm(filled, instance, tmp_path):
 
 
 def test_min_size_check_blocks_with_a_clear_message(warehouse, instance, tmp_path):
-    warehouse.get_store().upsert_cleaned([cleaned(
-        f"https://www.linkedin.com/posts/jan_{i}", Category.POSTS, Platform.LINKEDIN, None, p)
-        for i, p in enumerate(POSTS[:2])])
-    resources = {"warehouse": warehouse, "llm": TextGeneratorResource(),
-                 "artifacts": ArtifactStoreResource(root_dir=str(tmp_path / "a"))}
-    result = _run([instruction_dataset], resources, instance, {"min_train_rows": 20},
-                  raise_on_error=False)
+    warehouse.get_store().upsert_cleaned(
+        [
+            cleaned(f"https://www.linkedin.com/posts/jan_{i}", Category.POSTS, Platform.LINKEDIN, None, p)
+            for i, p in enumerate(POSTS[:2])
+        ]
+    )
+    resources = {
+        "warehouse": warehouse,
+        "llm": TextGeneratorResource(),
+        "artifacts": ArtifactStoreResource(root_dir=str(tmp_path / "a")),
+    }
+    result = _run([instruction_dataset], resources, instance, {"min_train_rows": 20}, raise_on_error=False)
     assert not result.success  # a failed blocking check fails the step: downstream would not run
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evals["minimum_training_size"].passed is False
@@ -180,23 +223,30 @@ def test_automation_follows_cleaned_data_version_not_every_run(instance):
     requests nothing. Also: the definitions load with these assets and the llm resource."""
     from twin_assets.defs.resources import build_resources
 
-    defs = dg.Definitions(assets=[CLEANED, dg.AssetSpec("base_model"), instruction_dataset,
-                                  preference_dataset], resources=build_resources())
+    defs = dg.Definitions(
+        assets=[CLEANED, dg.AssetSpec("base_model"), instruction_dataset, preference_dataset],
+        resources=build_resources(),
+    )
     dg.Definitions.validate_loadable(defs)
     # the base model (writer of rejected answers) is in place, as `base_model` leaves it
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key="base_model", tags={"dagster/data_version": "base-1"}))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization(asset_key="base_model", tags={"dagster/data_version": "base-1"})
+    )
 
     def report(version: str) -> None:
-        instance.report_runless_asset_event(dg.AssetMaterialization(
-            asset_key="cleaned_documents", partition=AUTHOR,
-            tags={"dagster/data_version": version}))
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key="cleaned_documents", partition=AUTHOR, tags={"dagster/data_version": version}
+            )
+        )
 
     def requested(cursor):
         res = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-        keys = {k.to_user_string() for k in (
-            dg.AssetKey("instruction_dataset"), dg.AssetKey("preference_dataset"))
-            if res.get_requested_partitions(k)}
+        keys = {
+            k.to_user_string()
+            for k in (dg.AssetKey("instruction_dataset"), dg.AssetKey("preference_dataset"))
+            if res.get_requested_partitions(k)
+        }
         return keys, res.cursor
 
     keys, cursor = requested(None)  # first tick: new partition, upstream missing -> nothing yet

@@ -31,12 +31,22 @@ from twin_assets_tests.test_datasets_fixtures import (
     corpus,
 )
 
-text = lambda x: x.text
+
+def text(x) -> str:
+    return x.text
 
 
-def _row(i: int, output: str, category=Category.POSTS, instruction="Write a post about data.") -> InstructionRow:
-    return InstructionRow(id=f"r{i}", instruction=instruction, output=output, category=category,
-                          source_document_id=f"d{i}", source_content_hash="h")
+def _row(
+    i: int, output: str, category=Category.POSTS, instruction="Write a post about data."
+) -> InstructionRow:
+    return InstructionRow(
+        id=f"r{i}",
+        instruction=instruction,
+        output=output,
+        category=category,
+        source_document_id=f"d{i}",
+        source_content_hash="h",
+    )
 
 
 def test_extracts_are_verbatim_and_cut_on_boundaries():
@@ -52,11 +62,15 @@ def test_extracts_are_verbatim_and_cut_on_boundaries():
             assert e.text.rstrip()[-1] in ".!?`"  # never cut mid-sentence
     kinds = {e.kind for e in extracts}
     assert {"section", "post", "function", "class", "readme"} <= kinds
-    assert any(e.heading == "pipeline_kit/retry.py:retry" and "exponential backoff" in e.docstring
-               for e in extracts)
+    assert any(
+        e.heading == "pipeline_kit/retry.py:retry" and "exponential backoff" in e.docstring for e in extracts
+    )
     # the H1 equal to the title is treated as the introduction, other headings are kept
     assert {e.heading for e in extracts if e.title.startswith("Why your")} >= {
-        "", "Feature, training, inference", "Where teams get it wrong"}
+        "",
+        "Feature, training, inference",
+        "Where teams get it wrong",
+    }
 
 
 def test_pack_units_splits_long_paragraphs_on_sentences():
@@ -78,11 +92,18 @@ def test_rule_filter_drops_short_boilerplate_code_and_foreign_language():
     ]
     r = cur.rule_filter(rows, lambda x: x.output, cur.FilterParams(max_chars=4000))
     assert [x.id for x in r.kept] == ["r0"]
-    assert r.dropped == {"boilerplate": 1, "language": 1, "too_short": 1, "code_only": 1,
-                         "empty": 1, "too_long": 1}
+    assert r.dropped == {
+        "boilerplate": 1,
+        "language": 1,
+        "too_short": 1,
+        "code_only": 1,
+        "empty": 1,
+        "too_long": 1,
+    }
     # code is the point of a repository extract: not dropped as code-only
-    code = _row(7, "\n".join(["import os", "x = 1", "def f():", "    return x"] * 20),
-                category=Category.REPOSITORIES)
+    code = _row(
+        7, "\n".join(["import os", "x = 1", "def f():", "    return x"] * 20), category=Category.REPOSITORIES
+    )
     assert cur.rule_filter([code], lambda x: x.output).kept == [code]
 
 
@@ -109,8 +130,9 @@ def test_quality_heuristic_prefers_real_prose_and_filter_applies_threshold():
     junk = _row(1, "data " * 80, instruction="Write about kittens.")
     assert cur.heuristic_quality(good.instruction, good.output, good.category) > 0.8
     assert cur.heuristic_quality(junk.instruction, junk.output, junk.category) < 0.6
-    r = cur.quality_filter([good, junk], lambda x: cur.heuristic_quality(
-        x.instruction, x.output, x.category), 0.7)
+    r = cur.quality_filter(
+        [good, junk], lambda x: cur.heuristic_quality(x.instruction, x.output, x.category), 0.7
+    )
     assert r.kept == [good] and r.dropped == {"low_quality": 1}
     assert cur.parse_judge_score({"score": 5}) == 1.0 and cur.parse_judge_score({"score": 9}) is None
     assert cur.parse_judge_score({"score": "x"}) is None and cur.parse_judge_score(None) is None
@@ -126,8 +148,7 @@ def test_decontamination_drops_train_rows_sharing_ngrams_with_test():
     clean = _row(2, POSTS[3])
     r = cur.decontaminate([leaked, clean], test, lambda x: [x.output], n=8)
     assert r.kept == [clean] and r.dropped == {"overlaps_test": 1}
-    assert len(cur.decontaminate([leaked, clean], test, lambda x: [x.output], n=8,
-                                 max_shared=1000).kept) == 2
+    assert len(cur.decontaminate([leaked, clean], test, lambda x: [x.output], n=8, max_shared=1000).kept) == 2
 
 
 def test_offline_generators_are_deterministic_and_varied():
@@ -138,18 +159,28 @@ def test_offline_generators_are_deterministic_and_varied():
     fn = next(e for e in extracts if e.heading.endswith(":content_hash"))
     assert offline_instruction(fn).count("content_hash") == 1 and "Python" in offline_instruction(fn)
     assert "data pipeline" in " ".join(key_phrases(ARTICLE_1, 5)) or "feature" in " ".join(
-        key_phrases(ARTICLE_1, 5))
+        key_phrases(ARTICLE_1, 5)
+    )
     generic = offline_generic_answer("Write a LinkedIn post about dataset versions.", Category.POSTS)
-    assert generic == offline_generic_answer("Write a LinkedIn post about dataset versions.",
-                                             Category.POSTS)
+    assert generic == offline_generic_answer("Write a LinkedIn post about dataset versions.", Category.POSTS)
     assert "dataset versions" in generic and len(generic) > 80
 
 
 def test_instruction_funnel_offline_counts_every_stage():
     built = build_instruction_rows(corpus(), TextGeneratorResource().get_generator())
     s = built.funnel.stages
-    assert list(s) == ["extracts", "rule_filter", "exact_dedup", "near_dedup", "instructions",
-                       "quality", "split", "decontamination", "train", "test"]
+    assert list(s) == [
+        "extracts",
+        "rule_filter",
+        "exact_dedup",
+        "near_dedup",
+        "instructions",
+        "quality",
+        "split",
+        "decontamination",
+        "train",
+        "test",
+    ]
     assert s["extracts"] > s["rule_filter"] > s["exact_dedup"] > s["near_dedup"]
     d = built.funnel.dropped
     assert d["rule_filter"]["boilerplate"] >= 1 and d["rule_filter"]["language"] == 1
@@ -176,26 +207,42 @@ def test_preference_pairs_and_degenerate_filters():
     row = built.train[0]
     sources = {d.id: document_texts(d) for d in docs}
     assert row.chosen != row.rejected
-    assert all(is_clean_extract(r.chosen, r.category, sources[r.source_document_id])
-               for r in built.train + built.test)
+    assert all(
+        is_clean_extract(r.chosen, r.category, sources[r.source_document_id])
+        for r in built.train + built.test
+    )
     assert built.test and not _docs(built.train) & _docs(built.test)
     assert check_leakage("preference", built.train, built.test).passed
-    base = dict(category=row.category, source_document_id=row.source_document_id,
-                source_content_hash="h")
+    base = dict(category=row.category, source_document_id=row.source_document_id, source_content_hash="h")
     bad = [
         PreferenceRow(id="a", prompt="p", chosen=row.chosen, rejected=row.chosen, **base),
         PreferenceRow(id="b", prompt="p", chosen=row.chosen, rejected="", **base),
         PreferenceRow(id="c", prompt="p", chosen=row.chosen, rejected="Sure.", **base),
-        PreferenceRow(id="d", prompt="p", chosen="Words the author never wrote anywhere at all. " * 6,
-                      rejected=row.rejected, **base),
-        PreferenceRow(id="e", prompt="p", chosen=row.chosen,
-                      rejected="Here you go: " + row.chosen + " Hope it helps!", **base),
+        PreferenceRow(
+            id="d",
+            prompt="p",
+            chosen="Words the author never wrote anywhere at all. " * 6,
+            rejected=row.rejected,
+            **base,
+        ),
+        PreferenceRow(
+            id="e",
+            prompt="p",
+            chosen=row.chosen,
+            rejected="Here you go: " + row.chosen + " Hope it helps!",
+            **base,
+        ),
         PreferenceRow(id="f", prompt="p", chosen=row.chosen, rejected=row.rejected, **base),
     ]
     r = preference_filter(bad, sources, PreferenceParams())
     assert [x.id for x in r.kept] == ["f"]
-    assert r.dropped == {"identical": 1, "empty": 1, "too_short": 1,
-                         "chosen_not_clean_extract": 1, "rejected_overlaps_chosen": 1}
+    assert r.dropped == {
+        "identical": 1,
+        "empty": 1,
+        "too_short": 1,
+        "chosen_not_clean_extract": 1,
+        "rejected_overlaps_chosen": 1,
+    }
 
 
 class _FakeGenerator:
@@ -206,8 +253,10 @@ class _FakeGenerator:
         self.name, self.uses_llm, self.usage = name, uses_llm, GenerationUsage()
 
     def generate(self, messages, **kwargs) -> Generation | None:
-        return Generation(text=f"{self.name} answers: " + "A generic assistant explains the topic "
-                          "in broad, careful and neutral terms, with no voice of its own. " * 2)
+        return Generation(
+            text=f"{self.name} answers: " + "A generic assistant explains the topic "
+            "in broad, careful and neutral terms, with no voice of its own. " * 2
+        )
 
     def generate_many(self, batch, **kwargs) -> list[Generation | None]:
         return [self.generate(m, **kwargs) for m in batch]
@@ -251,8 +300,9 @@ def test_storage_versions_by_content_and_never_rewrites(tmp_path):
     first = storage.save_dataset(artifacts, card, splits)
     assert first.written and first.card.counts == {"train": 5, "test": 1}
     assert first.card.documents == {"train": 5, "test": 1}
-    assert first.card.split.categories == {"posts": {"train_rows": 5, "test_rows": 1,
-                                                     "train_documents": 5, "test_documents": 1}}
+    assert first.card.split.categories == {
+        "posts": {"train_rows": 5, "test_rows": 1, "train_documents": 5, "test_documents": 1}
+    }
     assert first.card.split.shared_documents == 0 and not first.card.split.categories_without_test
     card_path = tmp_path / "datasets/a/instruction" / v / "card.json"
     mtime = card_path.stat().st_mtime_ns

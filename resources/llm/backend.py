@@ -28,7 +28,11 @@ class ChatBackend(Protocol):
     """One chat completion per call; raises `TransientError` / `PermanentError` on failure."""
 
     def complete(
-        self, messages: Sequence[Message], max_tokens: int, temperature: float, seed: int | None,
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        temperature: float,
+        seed: int | None,
         json_mode: bool,
     ) -> RawCompletion: ...
 
@@ -39,6 +43,9 @@ class BatchChatBackend(ChatBackend, Protocol):
     uses the CPU/GPU far better than many small ones, and there is no server to overload)."""
 
     def complete_batch(
-        self, batch: Sequence[Sequence[Message]], max_tokens: int, temperature: float,
+        self,
+        batch: Sequence[Sequence[Message]],
+        max_tokens: int,
+        temperature: float,
         seed: int | None,
     ) -> list[RawCompletion]: ...

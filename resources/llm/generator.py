@@ -126,7 +126,10 @@ class RetryingTextGenerator:
         return self._accept(raw, attempt + 1, json_keys, allow_truncated)
 
     def _accept(
-        self, raw: RawCompletion, attempts: int, json_keys: Sequence[str] | None,
+        self,
+        raw: RawCompletion,
+        attempts: int,
+        json_keys: Sequence[str] | None,
         allow_truncated: bool = False,
     ) -> Generation | None:
         text = (raw.text or "").strip()
@@ -142,8 +145,10 @@ class RetryingTextGenerator:
             if data is None:
                 self._meter.skip(BAD_JSON)
                 return None
-            if any(not isinstance(data.get(k), str | int | float) or not str(data.get(k)).strip()
-                   for k in json_keys):
+            if any(
+                not isinstance(data.get(k), str | int | float) or not str(data.get(k)).strip()
+                for k in json_keys
+            ):
                 self._meter.skip(MISSING_KEYS)
                 return None
         self._meter.add(successes=1)
@@ -177,8 +182,12 @@ class RetryingTextGenerator:
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
             futures = [
                 pool.submit(
-                    self.generate, m, max_tokens=max_tokens, temperature=temperature,
-                    json_keys=json_keys, allow_truncated=allow_truncated,
+                    self.generate,
+                    m,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    json_keys=json_keys,
+                    allow_truncated=allow_truncated,
                 )
                 for m in batch
             ]
@@ -201,8 +210,6 @@ class RetryingTextGenerator:
             self._meter.add(requests=len(chunk))
             raws = impl.complete_batch(chunk, max_tokens, temperature, self.seed)
             for raw in raws:
-                self._meter.add(
-                    prompt_tokens=raw.prompt_tokens, completion_tokens=raw.completion_tokens
-                )
+                self._meter.add(prompt_tokens=raw.prompt_tokens, completion_tokens=raw.completion_tokens)
                 out.append(self._accept(raw, 1, json_keys, allow_truncated))
         return out

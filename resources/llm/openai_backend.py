@@ -36,7 +36,11 @@ class OpenAIChatBackend:
         )
 
     def complete(
-        self, messages: Sequence[Message], max_tokens: int, temperature: float, seed: int | None,
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        temperature: float,
+        seed: int | None,
         json_mode: bool,
     ) -> RawCompletion:
         oa = self._openai
@@ -87,4 +91,3 @@ def _retry_after(exc: Exception) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-

@@ -60,13 +60,20 @@ class TransformersBackend:
         )
 
     def complete(
-        self, messages: Sequence[Message], max_tokens: int, temperature: float, seed: int | None,
+        self,
+        messages: Sequence[Message],
+        max_tokens: int,
+        temperature: float,
+        seed: int | None,
         json_mode: bool,
     ) -> RawCompletion:
         return self.complete_batch([messages], max_tokens, temperature, seed)[0]
 
     def complete_batch(
-        self, batch: Sequence[Sequence[Message]], max_tokens: int, temperature: float,
+        self,
+        batch: Sequence[Sequence[Message]],
+        max_tokens: int,
+        temperature: float,
         seed: int | None,
     ) -> list[RawCompletion]:
         import torch

@@ -40,11 +40,16 @@ def check_leakage(kind: DatasetKind, train: list, test: list, ngram: int = 8) ->
         else f"leakage: {len(shared_ids)} shared ids, {len(shared_docs)} source documents in "
         f"both splits, {same_answer} identical answers, {overlapping} train rows sharing "
         f"{ngram}-grams with test",
-        metadata={"shared_ids": len(shared_ids), "shared_documents": len(shared_docs),
-                  "shared_document_ids": shared_docs[:10],
-                  "train_documents": len(docs["train"]), "test_documents": len(docs["test"]),
-                  "identical_answers": same_answer, "ngram_overlaps": overlapping,
-                  "ngram": ngram},
+        metadata={
+            "shared_ids": len(shared_ids),
+            "shared_documents": len(shared_docs),
+            "shared_document_ids": shared_docs[:10],
+            "train_documents": len(docs["train"]),
+            "test_documents": len(docs["test"]),
+            "identical_answers": same_answer,
+            "ngram_overlaps": overlapping,
+            "ngram": ngram,
+        },
     )
 
 
@@ -61,10 +66,13 @@ def check_no_empty_fields(rows: list) -> CheckOutcome:
     )
 
 
-def check_min_size(author_id: str, kind: DatasetKind, n_train: int, min_rows: int, funnel: dict) -> CheckOutcome:
+def check_min_size(
+    author_id: str, kind: DatasetKind, n_train: int, min_rows: int, funnel: dict
+) -> CheckOutcome:
     if n_train >= min_rows:
         return CheckOutcome(
-            passed=True, description=f"{n_train} training rows (minimum {min_rows})",
+            passed=True,
+            description=f"{n_train} training rows (minimum {min_rows})",
             metadata={"train_rows": n_train, "min_train_rows": min_rows},
         )
     stages = ", ".join(f"{k}={v}" for k, v in funnel.items())

@@ -150,11 +150,7 @@ def rule_filter(
             dropped["boilerplate"] += 1
         elif not is_code and code_ratio(body) > params.max_code_ratio_prose:
             dropped["code_only"] += 1
-        elif (
-            not is_code
-            and params.languages
-            and detect_language(body) not in params.languages
-        ):
+        elif not is_code and params.languages and detect_language(body) not in params.languages:
             dropped["language"] += 1
         else:
             kept.append(item)
@@ -271,9 +267,7 @@ def parse_judge_score(data: dict | None) -> float | None:
     return round((score - 1) / 4, 4)
 
 
-def quality_filter(
-    items: Sequence[T], score: Callable[[T], float], threshold: float
-) -> StageResult[T]:
+def quality_filter(items: Sequence[T], score: Callable[[T], float], threshold: float) -> StageResult[T]:
     kept = [i for i in items if score(i) >= threshold]
     return StageResult("quality", kept, Counter({"low_quality": len(items) - len(kept)}))
 

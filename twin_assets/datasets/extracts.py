@@ -22,9 +22,20 @@ from twin_assets.domain.features import CleanedDocument
 _HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])[\"')\]]*\s+(?=[A-Z0-9\"'(\[])")
 _CODE_EXT = {
-    ".py": "python", ".js": "javascript", ".ts": "typescript", ".go": "go", ".rs": "rust",
-    ".java": "java", ".rb": "ruby", ".sh": "bash", ".c": "c", ".cpp": "cpp", ".sql": "sql",
-    ".toml": "toml", ".yaml": "yaml", ".yml": "yaml",
+    ".py": "python",
+    ".js": "javascript",
+    ".ts": "typescript",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".rb": "ruby",
+    ".sh": "bash",
+    ".c": "c",
+    ".cpp": "cpp",
+    ".sql": "sql",
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
 }
 
 
@@ -137,8 +148,10 @@ def post_extracts(doc: CleanedDocument, params: ExtractParams) -> list[Extract]:
     text = doc.content.strip()
     if not text:
         return []
-    pieces = [text] if len(text) <= params.max_chars else pack_units(
-        _paragraphs(text), params.min_chars, params.max_chars, "\n\n"
+    pieces = (
+        [text]
+        if len(text) <= params.max_chars
+        else pack_units(_paragraphs(text), params.min_chars, params.max_chars, "\n\n")
     )
     return [_make(doc, "post", "", p, i) for i, p in enumerate(pieces)]
 
@@ -155,9 +168,7 @@ def python_symbols(source: str) -> list[tuple[Literal["function", "class"], str,
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             start = min([node.lineno, *(d.lineno for d in node.decorator_list)]) - 1
             segment = "\n".join(lines[start : node.end_lineno])
-            kind: Literal["function", "class"] = (
-                "class" if isinstance(node, ast.ClassDef) else "function"
-            )
+            kind: Literal["function", "class"] = "class" if isinstance(node, ast.ClassDef) else "function"
             out.append((kind, node.name, ast.get_docstring(node) or "", segment))
     return out
 
@@ -171,11 +182,12 @@ def code_extracts(doc: CleanedDocument, params: ExtractParams) -> list[Extract]:
         if not content.strip():
             continue
         if suffix in (".md", ".rst", ".txt"):
-            for e in prose_extracts(
-                doc.model_copy(update={"content": content}), params, "readme"
-            ):
-                out.append(e.model_copy(update={"heading": e.heading or f.path,
-                                                "id": sha256_text(e.id, f.path)[:20]}))
+            for e in prose_extracts(doc.model_copy(update={"content": content}), params, "readme"):
+                out.append(
+                    e.model_copy(
+                        update={"heading": e.heading or f.path, "id": sha256_text(e.id, f.path)[:20]}
+                    )
+                )
             continue
         lang = f.language or _CODE_EXT.get(suffix)
         if lang is None:
@@ -185,8 +197,17 @@ def code_extracts(doc: CleanedDocument, params: ExtractParams) -> list[Extract]:
             for kind, name, doc_str, segment in symbols:
                 if len(segment) > params.max_chars * 2:
                     continue  # a whole module in one class: too long to be one answer
-                out.append(_make(doc, kind, f"{f.path}:{name}", segment, len(out),
-                                 code_language=lang, docstring=doc_str))
+                out.append(
+                    _make(
+                        doc,
+                        kind,
+                        f"{f.path}:{name}",
+                        segment,
+                        len(out),
+                        code_language=lang,
+                        docstring=doc_str,
+                    )
+                )
         elif len(content) <= params.max_chars * 2:
             out.append(_make(doc, "file", f.path, content, len(out), code_language=lang))
     return out

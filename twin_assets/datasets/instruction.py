@@ -79,14 +79,15 @@ def instruction_messages(e: Extract) -> list[Message]:
     ]
 
 
-def curate_extracts(
-    docs: list[CleanedDocument], params: CurationParams, funnel: Funnel
-) -> list[Extract]:
+def curate_extracts(docs: list[CleanedDocument], params: CurationParams, funnel: Funnel) -> list[Extract]:
     """Stages 0-3: cut extracts, rule filter, exact and near de-duplication (all on the author's
     text, before any generation is paid for)."""
     extracts = extract_all(docs, params.extract)
     funnel.record("extracts", len(extracts))
-    text = lambda e: e.text
+
+    def text(e: Extract) -> str:
+        return e.text
+
     r = cur.rule_filter(extracts, text, params.filters)
     funnel.record(r.name, len(r.kept), r.dropped)
     r = cur.exact_dedup(r.kept, text)
@@ -128,7 +129,7 @@ def generate_instructions(
             for e, g in zip(extracts, gens, strict=True)
         ]
     else:
-        raw = list(zip(extracts, offline_instructions(extracts, params.seed)))  # one spaCy batch
+        raw = list(zip(extracts, offline_instructions(extracts, params.seed), strict=True))  # one spaCy batch
     out: list[tuple[Extract, str]] = []
     for e, instruction in raw:
         if instruction is None:
@@ -154,7 +155,8 @@ def score_rows(
         scorer = f"llm-judge:{generator.name}"
         gens = generator.generate_many(
             [cur.judge_messages(r.instruction, r.output) for r in rows],
-            json_keys=["score"], max_tokens=120,
+            json_keys=["score"],
+            max_tokens=120,
         )
         judged = [cur.parse_judge_score(g.data if g else None) for g in gens]
     scored = []
@@ -174,7 +176,10 @@ def score_rows(
 
 
 def split_and_decontaminate(
-    rows: list, assignment: DocumentSplit, params: CurationParams, funnel: Funnel,
+    rows: list,
+    assignment: DocumentSplit,
+    params: CurationParams,
+    funnel: Funnel,
     answer_field: str,
 ) -> tuple[list, list]:
     """Every row to its document's side of the shared assignment, then 8-gram decontamination
@@ -184,8 +189,11 @@ def split_and_decontaminate(
     train, test = split.train, split.test
     funnel.record("split", len(train) + len(test))
     r = cur.decontaminate(
-        train, test, lambda x: [getattr(x, answer_field)],
-        params.decontamination_ngram, params.decontamination_max_shared,
+        train,
+        test,
+        lambda x: [getattr(x, answer_field)],
+        params.decontamination_ngram,
+        params.decontamination_max_shared,
     )
     funnel.record(r.name, len(r.kept) + len(test), r.dropped)
     funnel.record("train", len(r.kept))

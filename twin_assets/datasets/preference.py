@@ -137,8 +137,10 @@ def generate_rejected(
         answers: list[str | None] = [offline_generic_answer(p, e.category, params.seed) for e, p in pairs]
     else:
         gens = generator.generate_many(
-            [[{"role": "system", "content": REJECTED_SYSTEM}, {"role": "user", "content": p}]
-             for _, p in pairs],
+            [
+                [{"role": "system", "content": REJECTED_SYSTEM}, {"role": "user", "content": p}]
+                for _, p in pairs
+            ],
             max_tokens=params.rejected_max_tokens,
             allow_truncated=True,  # its voice is what DPO contrasts; training truncates anyway
         )
@@ -151,8 +153,13 @@ def generate_rejected(
             continue
         rows.append(
             PreferenceRow(
-                id=e.id, prompt=prompt, chosen=e.text, rejected=answer, category=e.category,
-                source_document_id=e.document_id, source_content_hash=e.content_hash,
+                id=e.id,
+                prompt=prompt,
+                chosen=e.text,
+                rejected=answer,
+                category=e.category,
+                source_document_id=e.document_id,
+                source_content_hash=e.content_hash,
             )
         )
     funnel.record("rejected", len(rows), {"generation_skipped": skipped} if skipped else None)

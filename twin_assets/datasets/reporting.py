@@ -36,18 +36,29 @@ def length_stats(values: list[int]) -> dict[str, float]:
     if not values:
         return {"n": 0}
     q = statistics.quantiles(values, n=4) if len(values) > 1 else [values[0]] * 3
-    return {"n": len(values), "min": min(values), "p25": q[0], "median": q[1], "p75": q[2],
-            "max": max(values), "mean": round(statistics.fmean(values), 1)}
+    return {
+        "n": len(values),
+        "min": min(values),
+        "p25": q[0],
+        "median": q[1],
+        "p75": q[2],
+        "max": max(values),
+        "mean": round(statistics.fmean(values), 1),
+    }
 
 
 def length_markdown(rows: list, fields: list[str]) -> str:
-    lines = ["| field (chars) | n | min | p25 | median | p75 | max | mean |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| field (chars) | n | min | p25 | median | p75 | max | mean |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for f in fields:
         s = length_stats([len(getattr(r, f)) for r in rows])
         if s["n"]:
-            lines.append(f"| {f} | {s['n']} | {s['min']} | {s['p25']:.0f} | {s['median']:.0f} | "
-                         f"{s['p75']:.0f} | {s['max']} | {s['mean']} |")
+            lines.append(
+                f"| {f} | {s['n']} | {s['min']} | {s['p25']:.0f} | {s['median']:.0f} | "
+                f"{s['p75']:.0f} | {s['max']} | {s['mean']} |"
+            )
     return "\n".join(lines)
 
 

@@ -94,8 +94,13 @@ class WeightedDocument(NamedTuple):
 
 
 def no_test_reason(
-    n_documents: int, n_holdable: int, holdable_weight: int, test_fraction: float,
-    min_per_category: int, min_document_weight: int, unit: str = "words",
+    n_documents: int,
+    n_holdable: int,
+    holdable_weight: int,
+    test_fraction: float,
+    min_per_category: int,
+    min_document_weight: int,
+    unit: str = "words",
 ) -> str:
     """Why a category gets no test document before any is tried ('' when it should get some);
     `documents_too_large_reason` covers the case found while choosing."""
@@ -103,23 +108,31 @@ def no_test_reason(
         return "test_fraction is 0"
     if n_documents == 1:
         return "a single document: held whole in train, nothing to test on"
-    cannot = (f"under {min_document_weight} {unit}, a copy of another document or not in the "
-              "author's main language")
+    cannot = (
+        f"under {min_document_weight} {unit}, a copy of another document or not in the author's main language"
+    )
     if n_holdable == 0:
         return f"{n_documents} documents, none that can be held out ({cannot}): all in train"
     if holdable_weight < min_per_category:
-        return (f"{holdable_weight} {unit} that could be held out, fewer than the "
-                f"{min_per_category} a category needs before any of it is: all in train")
+        return (
+            f"{holdable_weight} {unit} that could be held out, fewer than the "
+            f"{min_per_category} a category needs before any of it is: all in train"
+        )
     if n_holdable == 1:
-        return (f"{n_documents} documents, only one that can be held out (the others are "
-                f"{cannot}): kept in train, which keeps at least one whole document")
+        return (
+            f"{n_documents} documents, only one that can be held out (the others are "
+            f"{cannot}): kept in train, which keeps at least one whole document"
+        )
     return ""
 
 
-def documents_too_large_reason(n_holdable: int, holdable_weight: int, max_test_share: float,
-                               unit: str = "words") -> str:
-    return (f"{n_holdable} documents that can be held out, each larger than "
-            f"{max_test_share:.0%} of their {holdable_weight} {unit}: all in train")
+def documents_too_large_reason(
+    n_holdable: int, holdable_weight: int, max_test_share: float, unit: str = "words"
+) -> str:
+    return (
+        f"{n_holdable} documents that can be held out, each larger than "
+        f"{max_test_share:.0%} of their {holdable_weight} {unit}: all in train"
+    )
 
 
 def _choose_test_documents(docs: list[tuple[str, int]], target: int, cap: int) -> list[str]:
@@ -193,17 +206,29 @@ def assign_test_documents(
         by_cat.setdefault(str(d.category), []).append(d)
 
     split = DocumentSplit(
-        weight=unit, test_fraction=test_fraction, seed=seed, min_per_category=min_per_category,
-        min_document_weight=min_document_weight, max_test_share=max_test_share,
+        weight=unit,
+        test_fraction=test_fraction,
+        seed=seed,
+        min_per_category=min_per_category,
+        min_document_weight=min_document_weight,
+        max_test_share=max_test_share,
     )
     test: set[str] = set()
     for cat in sorted(by_cat):
         ordered = sorted(by_cat[cat], key=lambda d: (split_key(d.id, seed), d.id))
-        holdable = [(d.id, int(d.weight)) for d in ordered
-                    if d.holdable and d.weight >= max(1, min_document_weight)]
+        holdable = [
+            (d.id, int(d.weight)) for d in ordered if d.holdable and d.weight >= max(1, min_document_weight)
+        ]
         held_weight = sum(n for _, n in holdable)
-        note = no_test_reason(len(ordered), len(holdable), held_weight, test_fraction,
-                              min_per_category, min_document_weight, unit)
+        note = no_test_reason(
+            len(ordered),
+            len(holdable),
+            held_weight,
+            test_fraction,
+            min_per_category,
+            min_document_weight,
+            unit,
+        )
         target = 0 if note else max(1, round(test_fraction * held_weight))
         chosen = _choose_test_documents(holdable, target, int(max_test_share * held_weight))
         if target and not chosen:
@@ -211,19 +236,33 @@ def assign_test_documents(
         test.update(chosen)
         sizes = dict(holdable)
         split.categories[cat] = CategoryAssignment(
-            documents=len(ordered), weight=sum(int(d.weight) for d in ordered),
-            holdable_documents=len(holdable), holdable_weight=held_weight,
-            target_test_weight=target, test_documents=len(chosen),
-            test_weight=sum(sizes[d] for d in chosen), note=note,
+            documents=len(ordered),
+            weight=sum(int(d.weight) for d in ordered),
+            holdable_documents=len(holdable),
+            holdable_weight=held_weight,
+            target_test_weight=target,
+            test_documents=len(chosen),
+            test_weight=sum(sizes[d] for d in chosen),
+            note=note,
         )
     split.test_document_ids = sorted(test)
     split.train_document_ids = sorted(seen - test)
     split.documents = {"train": len(split.train_document_ids), "test": len(test)}
-    payload = split.model_dump(mode="json", include={
-        "unit", "weight", "test_fraction", "seed", "min_per_category", "min_document_weight",
-        "max_test_share", "test_document_ids", "train_document_ids"})
-    split.fingerprint = hashlib.sha256(
-        json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    payload = split.model_dump(
+        mode="json",
+        include={
+            "unit",
+            "weight",
+            "test_fraction",
+            "seed",
+            "min_per_category",
+            "min_document_weight",
+            "max_test_share",
+            "test_document_ids",
+            "train_document_ids",
+        },
+    )
+    split.fingerprint = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
     return split
 
 
@@ -252,10 +291,14 @@ def weighted_documents(docs: Sequence[CleanedDocument]) -> list[WeightedDocument
     out = []
     for d in docs:
         copy = first_of_content[d.content_hash] != d.id
-        foreign = (main is not None and d.category != Category.REPOSITORIES
-                   and d.language not in ("", "unknown", main))
-        out.append(WeightedDocument(d.id, str(d.category), document_words(d),
-                                    holdable=not copy and not foreign))
+        foreign = (
+            main is not None
+            and d.category != Category.REPOSITORIES
+            and d.language not in ("", "unknown", main)
+        )
+        out.append(
+            WeightedDocument(d.id, str(d.category), document_words(d), holdable=not copy and not foreign)
+        )
     return out
 
 
@@ -265,9 +308,12 @@ def assign_documents(docs: Sequence[CleanedDocument], params: SplitParams | None
     params = params or SplitParams()
     return assign_test_documents(
         weighted_documents(docs),
-        test_fraction=params.test_fraction, seed=params.seed,
-        min_per_category=params.min_category_words, max_test_share=params.max_test_share,
-        min_document_weight=params.min_document_words, unit="words",
+        test_fraction=params.test_fraction,
+        seed=params.seed,
+        min_per_category=params.min_category_words,
+        max_test_share=params.max_test_share,
+        min_document_weight=params.min_document_words,
+        unit="words",
     )
 
 
@@ -278,7 +324,8 @@ class SplitResult(Generic[T]):
 
 
 def split_rows(
-    items: Sequence[T], assignment: DocumentSplit,
+    items: Sequence[T],
+    assignment: DocumentSplit,
     document: Callable[[T], str] = source_document,
 ) -> SplitResult[T]:
     """Rows on their document's side, in the input order. A row whose document the assignment
@@ -303,7 +350,9 @@ def documents_by_split(splits: dict[str, Sequence[object]]) -> dict[str, set[str
 
 
 def summarise_split(
-    train: Sequence[object], test: Sequence[object], assignment: DocumentSplit | None = None,
+    train: Sequence[object],
+    test: Sequence[object],
+    assignment: DocumentSplit | None = None,
 ) -> SplitSummary:
     """The split as stored (after the funnel and decontamination), by category and document:
     what the card reports. A category without test rows gets the assignment's reason, or, when
@@ -313,9 +362,10 @@ def summarise_split(
     docs: dict[str, dict[str, set[str]]] = {}
     for name, rows in (("train", train), ("test", test)):
         for r in rows:
-            cat = str(getattr(r, "category"))
-            c = cats.setdefault(cat, {"train_rows": 0, "test_rows": 0,
-                                      "train_documents": 0, "test_documents": 0})
+            cat = str(r.category)
+            c = cats.setdefault(
+                cat, {"train_rows": 0, "test_rows": 0, "train_documents": 0, "test_documents": 0}
+            )
             c[f"{name}_rows"] += 1
             docs.setdefault(cat, {"train": set(), "test": set()})[name].add(source_document(r))
     for cat, c in cats.items():

@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -110,12 +110,10 @@ def save_dataset(
     card = card.model_copy(
         update={
             "uri": artifacts.uri(key),
-            "created_at": card.created_at or datetime.now(timezone.utc).isoformat(),
+            "created_at": card.created_at or datetime.now(UTC).isoformat(),
             "counts": {s: len(splits.get(s, [])) for s in SPLITS},
             "documents": {s: len(documents[s]) for s in SPLITS},
-            "split": summarise_split(
-                splits.get("train", []), splits.get("test", []), assignment
-            ),
+            "split": summarise_split(splits.get("train", []), splits.get("test", []), assignment),
         }
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,8 +152,11 @@ def load_split(
 
 
 def push_to_hub(
-    kind: DatasetKind, splits: Mapping[str, Sequence[BaseModel]], card: DatasetCard,
-    token: str | None = None, repo_id: str | None = None,
+    kind: DatasetKind,
+    splits: Mapping[str, Sequence[BaseModel]],
+    card: DatasetCard,
+    token: str | None = None,
+    repo_id: str | None = None,
 ) -> str | None:
     """Optional publication to the Hugging Face Hub (HF_TOKEN + TWIN_HF_REPO): one config per
     kind, the version in the commit message. Returns the repo id, or None when not configured.

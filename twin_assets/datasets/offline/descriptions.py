@@ -58,12 +58,15 @@ def _verb_analysis(sentence: str) -> tuple[str, list[int]]:
         for i, w in enumerate(words):
             starts[pos] = i
             pos += len(w) + 1
-        conj = [starts[t.idx] for t in doc
-                if t.dep_ == "conj" and t.head.i == 0 and t.tag_ in ("VB", "VBP", "VBD")
-                and t.idx in starts]
+        conj = [
+            starts[t.idx]
+            for t in doc
+            if t.dep_ == "conj" and t.head.i == 0 and t.tag_ in ("VB", "VBP", "VBD") and t.idx in starts
+        ]
         return tag, conj
-    conj = [i for i in range(2, len(words))
-            if words[i - 1] in ("and", "or") and words[i].lower() in _COMMON_VERBS]
+    conj = [
+        i for i in range(2, len(words)) if words[i - 1] in ("and", "or") and words[i].lower() in _COMMON_VERBS
+    ]
     if lw in _COMMON_VERBS:
         return "VB", conj
     if lw.endswith("s") and _base_from_third(lw) in _COMMON_VERBS:
@@ -111,8 +114,9 @@ def _doc_desc(docstring: str, owner: str = "") -> _Desc | None:
 _STRONG_CUT = re.compile(r",|;|:| - | — | \(")
 _WEAK_CUT = re.compile(
     r" (?=(?:so|because|which|while|until|unless|and|or|but|per|with|into|on|in|for|from|to|by"
-    r"|at|of|not|without|using|via|between) )")
-_DANGLING = frozenset("a an the and or but not of to in on at by for with from so that than".split())
+    r"|at|of|not|without|using|via|between) )"
+)
+_DANGLING = frozenset("a an the and or but not of to in on at by for with from so that than".split())  # noqa: SIM905
 
 
 def _shorter(clause: str, min_words: int = 3) -> list[str]:
@@ -159,10 +163,13 @@ def _test_clause(words: tuple[str, ...], called: tuple[str, ...] = ()) -> str:
             return f"tests `{ident}`" + (f" on {rest}" if rest else "")
     nlp = get_nlp()
     if nlp is None or not words:
-        finite = any(w in ("is", "are", "was", "were", "has", "have", "does")
-                     or w.endswith("s") and _base_from_third(w) in _COMMON_VERBS
-                     or w in _COMMON_VERBS and words[i - 1].endswith("s")  # "chunks respect"
-                     for i, w in enumerate(words) if i > 0)
+        finite = any(
+            w in ("is", "are", "was", "were", "has", "have", "does")
+            or (w.endswith("s") and _base_from_third(w) in _COMMON_VERBS)
+            or (w in _COMMON_VERBS and words[i - 1].endswith("s"))  # "chunks respect"
+            for i, w in enumerate(words)
+            if i > 0
+        )
         return ("tests that " if finite else "tests ") + " ".join(words)
     tokens = list(_parse(["the " + " ".join(words)])[0])[1:]  # "the" makes the first noun a subject
     tags = [t.tag_ for t in tokens]

@@ -22,7 +22,7 @@ _COMMON_VERBS = frozenset(
     set show skip sort split start stop store strip summarise summarize take test tokenize
     tokenise track train transform trim truncate try turn update upsert validate walk wrap write
     yield give fall carry repeat respect progress pass fail hold contain include stay survive
-    ignore use need reject become lose leak skip""".split()
+    ignore use need reject become lose leak skip""".split()  # noqa: SIM905
 )
 _IRREGULAR_3RD = {"be": "is", "have": "has", "do": "does", "go": "goes"}
 

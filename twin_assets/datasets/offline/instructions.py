@@ -119,12 +119,16 @@ def _code_instruction(e: Extract, seed: int) -> str:
             candidates.extend(t.format(clause=clause, **values) for t in _rotate(_TEST, pick(len(_TEST))))
         elif e.kind == "function" and (clause := _name_verb_clause(words)):
             templates = [t for t in _FUNCTION_VERB if "{base}" not in t]
-            candidates.extend(t.format(clause=clause, **values)
-                              for t in _rotate(templates, pick(len(templates))))
+            candidates.extend(
+                t.format(clause=clause, **values) for t in _rotate(templates, pick(len(templates)))
+            )
         elif e.kind == "class" and (fields := _class_fields(e.text)):
             templates = _CLASS["fields"]
-            candidates.append(templates[pick(len(templates))].format(
-                fields=join_phrases([f"`{f}`" for f in fields]), **values))
+            candidates.append(
+                templates[pick(len(templates))].format(
+                    fields=join_phrases([f"`{f}`" for f in fields]), **values
+                )
+            )
         bare = _CLASS["bare"] if e.kind == "class" else _FUNCTION_BARE
         candidates.append(bare[pick(len(bare))].format(**values))
         return _first_valid(candidates, e.text) or _finish(candidates[-1])
@@ -139,12 +143,14 @@ def _code_instruction(e: Extract, seed: int) -> str:
             for clause in _shorter(desc.clause):
                 candidates.append(_FILE_DOC[desc.mode].format(clause=clause, **values))
         if exposed:
-            candidates.append(_FILE_EXPORTS.format(
-                names=join_phrases([f"`{n}`" for n in exposed[:3]]), **values))
+            candidates.append(
+                _FILE_EXPORTS.format(names=join_phrases([f"`{n}`" for n in exposed[:3]]), **values)
+            )
     if sections := _config_sections(e):
         unit = "tables" if e.code_language == "toml" else "keys"
-        candidates.append(_FILE_CONFIG.format(
-            sections=join_phrases([f"`{s}`" for s in sections]), unit=unit, **values))
+        candidates.append(
+            _FILE_CONFIG.format(sections=join_phrases([f"`{s}`" for s in sections]), unit=unit, **values)
+        )
     if candidates and (found := _first_valid(candidates, e.text)):
         return found
     phrases = _nps(_comments(e), 3) if e.code_language else []
@@ -160,6 +166,8 @@ def offline_instruction(e: Extract, seed: int = 0) -> str:
 
 def offline_instructions(extracts: Sequence[Extract], seed: int = 0) -> list[str]:
     """`offline_instruction` for many extracts, parsing their prose in one `nlp.pipe` batch."""
-    prime((e.text for e in extracts if e.category != Category.REPOSITORIES or e.kind == "readme"),
-          headings=[e.heading.strip() for e in extracts if e.category == Category.ARTICLES])
+    prime(
+        (e.text for e in extracts if e.category != Category.REPOSITORIES or e.kind == "readme"),
+        headings=[e.heading.strip() for e in extracts if e.category == Category.ARTICLES],
+    )
     return [offline_instruction(e, seed) for e in extracts]

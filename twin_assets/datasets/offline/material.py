@@ -14,9 +14,19 @@ import textwrap
 from twin_assets.datasets.extracts import Extract
 
 _LANG_NAMES = {
-    "python": "Python", "javascript": "JavaScript", "typescript": "TypeScript", "go": "Go",
-    "rust": "Rust", "java": "Java", "ruby": "Ruby", "bash": "Bash", "c": "C", "cpp": "C++",
-    "sql": "SQL", "toml": "TOML", "yaml": "YAML",
+    "python": "Python",
+    "javascript": "JavaScript",
+    "typescript": "TypeScript",
+    "go": "Go",
+    "rust": "Rust",
+    "java": "Java",
+    "ruby": "Ruby",
+    "bash": "Bash",
+    "c": "C",
+    "cpp": "C++",
+    "sql": "SQL",
+    "toml": "TOML",
+    "yaml": "YAML",
 }
 
 
@@ -37,8 +47,9 @@ def _class_fields(source: str) -> list[str]:
     cls = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
     if cls is None:
         return []
-    return [n.target.id for n in cls.body
-            if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)][:4]
+    return [n.target.id for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)][
+        :4
+    ]
 
 
 def _module_summary(source: str) -> tuple[str, list[str]]:
@@ -50,10 +61,14 @@ def _module_summary(source: str) -> tuple[str, list[str]]:
     names: list[str] = []
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
-                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
             if isinstance(node.value, ast.List | ast.Tuple):
-                names = [c.value for c in node.value.elts
-                         if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+                names = [
+                    c.value
+                    for c in node.value.elts
+                    if isinstance(c, ast.Constant) and isinstance(c.value, str)
+                ]
             break
         if isinstance(node, ast.ImportFrom) and node.level:  # re-exports of a package
             names.extend(a.asname or a.name for a in node.names)
@@ -78,5 +93,8 @@ def _config_sections(e: Extract) -> list[str]:
 
 def _comments(e: Extract) -> str:
     marks = r"#|//|--|;" if e.code_language not in ("python", "toml", "yaml", "bash", "ruby") else r"#"
-    return "\n".join(m.group(1) for m in re.finditer(rf"(?:{marks})\s?(.*)$", e.text, re.M)
-                     if not m.group(1).startswith("!"))
+    return "\n".join(
+        m.group(1)
+        for m in re.finditer(rf"(?:{marks})\s?(.*)$", e.text, re.M)
+        if not m.group(1).startswith("!")
+    )

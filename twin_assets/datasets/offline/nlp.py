@@ -46,13 +46,17 @@ def get_nlp() -> Language | None:
     except Exception as exc:  # ImportError, OSError (model data), version mismatch, ...
         log.warning(
             "spaCy English model unavailable (%s: %s); offline instructions fall back to "
-            "heuristic key phrases", type(exc).__name__, exc,
+            "heuristic key phrases",
+            type(exc).__name__,
+            exc,
         )
         return None
     missing = _REQUIRED_PIPES - set(nlp.pipe_names)
     if missing:
-        log.warning("spaCy pipeline lacks %s; offline instructions fall back to heuristic key "
-                    "phrases", sorted(missing))
+        log.warning(
+            "spaCy pipeline lacks %s; offline instructions fall back to heuristic key phrases",
+            sorted(missing),
+        )
         return None
     return nlp
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 _VAGUE_MODIFIERS = frozenset(
     """same own other such many much few several more most less least whole entire certain various
     new different next last first second third only main actual specific particular good better
-    best bad worse worst great nice fancy fancier real-world typical usual whatever single""".split()
+    best bad worse worst great nice fancy fancier real-world typical usual whatever single""".split()  # noqa: SIM905
 )
 # Nouns too vague to be a topic on their own ("things", "a lot", "people", "time").
 _VAGUE_NOUNS = frozenset(
@@ -39,23 +39,40 @@ _VAGUE_NOUNS = frozenset(
     number point case fact reason one people folk someone somebody anyone everyone team work end
     start today yesterday tomorrow place side example percent problem issue question answer
     lesson idea matter version purpose post article thread morning evening night afternoon
-    weekend""".split()
+    weekend""".split()  # noqa: SIM905
 )
 # Heads that make any phrase vague ("big ones", "the right way", "the same thing").
-_VAGUE_HEADS = frozenset("one thing way lot bit stuff kind sort".split())
+_VAGUE_HEADS = frozenset("one thing way lot bit stuff kind sort".split())  # noqa: SIM905
 # Uncountable nouns common in technical writing: no article ("dense retrieval", "real usage").
 _MASS_NOUNS = frozenset(
     """retrieval search data metadata information evidence code text usage latency traffic quality
     feedback software hardware storage compute memory context advice knowledge progress research
     recall precision noise whitespace deduplication evaluation ingestion tokenization
     documentation infrastructure monitoring observability security privacy math drift
-    reasoning throughput accuracy""".split()
+    reasoning throughput accuracy""".split()  # noqa: SIM905
 )
 _INDEFINITE = frozenset(
-    "nothing something anything everything someone somebody anyone anybody everyone everybody "
-    "nobody noone none".split())
-_STRIP_POS = frozenset({"DET", "PRON", "NUM", "ADV", "PUNCT", "SYM", "CCONJ", "SCONJ", "PART",
-                        "ADP", "INTJ", "X", "SPACE", "AUX"})
+    "nothing something anything everything someone somebody anyone anybody everyone everybody "  # noqa: SIM905
+    "nobody noone none".split()
+)
+_STRIP_POS = frozenset(
+    {
+        "DET",
+        "PRON",
+        "NUM",
+        "ADV",
+        "PUNCT",
+        "SYM",
+        "CCONJ",
+        "SCONJ",
+        "PART",
+        "ADP",
+        "INTJ",
+        "X",
+        "SPACE",
+        "AUX",
+    }
+)
 _CODEISH = re.compile(r"[_=(){}\[\]<>/\\@$%^&*|~#+:;\"“”‘’`]|\w\.\w|^'|'$")
 
 
@@ -68,8 +85,7 @@ class _Phrase:
     def as_np(self) -> str:
         """The phrase as a noun phrase in a sentence: 'the golden set', 'real questions', 'MRR'."""
         head = self.text.split()[-1].split("-")[-1]
-        if (self.head_tag == "NN" and head.islower() and not head.endswith("ing")
-                and head not in _MASS_NOUNS):
+        if self.head_tag == "NN" and head.islower() and not head.endswith("ing") and head not in _MASS_NOUNS:
             return "the " + self.text
         return self.text
 
@@ -103,8 +119,11 @@ def _surface(tokens: Sequence, lower: set[str], named: set[str]) -> str:
 
 def _clean_chunk(chunk: Span, lower: set[str], named: set[str]) -> _Phrase | None:
     tokens = list(chunk)
-    while tokens and (tokens[0].pos_ in _STRIP_POS or tokens[0].lower_ in _VAGUE_MODIFIERS
-                      or tokens[0].tag_ in ("PRP$", "WP$", "POS", "CD")):
+    while tokens and (
+        tokens[0].pos_ in _STRIP_POS
+        or tokens[0].lower_ in _VAGUE_MODIFIERS
+        or tokens[0].tag_ in ("PRP$", "WP$", "POS", "CD")
+    ):
         tokens.pop(0)
     while tokens and (tokens[-1].pos_ in ("PUNCT", "PART", "SYM", "SPACE") or tokens[-1].tag_ == "POS"):
         tokens.pop()
@@ -112,16 +131,26 @@ def _clean_chunk(chunk: Span, lower: set[str], named: set[str]) -> _Phrase | Non
         return None
     if chunk.root.lemma_.lower() in _VAGUE_HEADS or chunk.root.lower_ in _VAGUE_HEADS:
         return None
-    if any(_CODEISH.search(t.text) or t.like_num or t.like_url or t.like_email or t.text == ","
-           or t.lower_ in _INDEFINITE for t in tokens):
+    if any(
+        _CODEISH.search(t.text)
+        or t.like_num
+        or t.like_url
+        or t.like_email
+        or t.text == ","
+        or t.lower_ in _INDEFINITE
+        for t in tokens
+    ):
         return None
     words = [t for t in tokens if not t.is_punct]
     if not 1 <= len(words) <= 4:
         return None
     if all(t.is_stop or t.lower_ in STOPWORDS for t in words):
         return None
-    if len(words) == 1 and (words[0].lemma_.lower() in _VAGUE_NOUNS or words[0].lower_ in _VAGUE_NOUNS
-                            or len(words[0].text) < 4 and words[0].text.islower()):
+    if len(words) == 1 and (
+        words[0].lemma_.lower() in _VAGUE_NOUNS
+        or words[0].lower_ in _VAGUE_NOUNS
+        or (len(words[0].text) < 4 and words[0].text.islower())
+    ):
         return None
     text = _surface(tokens, lower, named)
     if len(text) < 3 or not any(ch.isalpha() for ch in text):
@@ -196,10 +225,7 @@ def _ranked(text: str) -> tuple[_Phrase, ...]:
     if cached is not None:
         return cached
     prose = prose_text(text)
-    if nlp is None:
-        ranked = _rake_rank(prose)
-    else:
-        ranked = _rank_doc(_parse([prose])[0])
+    ranked = _rake_rank(prose) if nlp is None else _rank_doc(_parse([prose])[0])
     _RANKED.put(key, ranked)
     return ranked
 
@@ -221,7 +247,7 @@ def prime(texts: Iterable[str], headings: Iterable[str] = (), batch_size: int = 
     docs = _parse([*todo.values(), *heads], batch_size)
     for key, doc in zip(todo, docs[: len(todo)], strict=True):
         _RANKED.put(key, _rank_doc(doc))
-    for heading, doc in zip(heads, docs[len(todo):], strict=True):
+    for heading, doc in zip(heads, docs[len(todo) :], strict=True):
         _HEADINGS.put(("spacy", heading), (_topic_of_heading(doc, heading),))
 
 

@@ -15,7 +15,7 @@ from twin_assets.datasets.offline.templates import _pick
 from twin_assets.domain.documents import Category
 
 # Words of the request itself ("Write a LinkedIn post about ..."), not of its topic.
-_REQUEST_WORDS = (
+_REQUEST_WORDS = (  # noqa: SIM905
     "post linkedin post blog post social media post article section part introduction opening "
     "paragraph paragraphs readme repository project function class file module test code network "
     "professional network take lesson engineers readers field fields table tables key keys"
@@ -32,8 +32,9 @@ def offline_generic_answer(prompt: str, category: Category, seed: int = 0) -> st
     topic = phrases[0]
     # the symbol asked for (`split_text`), not the file it lives in (`src/chunkwise/splitter.py`)
     code_names = re.findall(r"`([A-Za-z_][\w./-]*)`", prompt)
-    code_name = next((n for n in code_names if re.fullmatch(r"[A-Za-z_]\w*", n)),
-                     code_names[0] if code_names else None)
+    code_name = next(
+        (n for n in code_names if re.fullmatch(r"[A-Za-z_]\w*", n)), code_names[0] if code_names else None
+    )
     if category == Category.REPOSITORIES and code_name:
         name = re.sub(r"\W", "_", code_name.rsplit("/", 1)[-1].split(".")[0]) or "solution"
         return (
@@ -51,12 +52,8 @@ def offline_generic_answer(prompt: str, category: Category, seed: int = 0) -> st
         )
     ]
     for i, p in enumerate(phrases):
-        parts.append(
-            f"{i + 1}. " + _GENERIC_POINTS[_pick(key + p, seed, len(_GENERIC_POINTS))].format(p=p)
-        )
-    parts.append(
-        _GENERIC_CLOSERS[_pick(key + "c", seed, len(_GENERIC_CLOSERS))].format(topic=topic)
-    )
+        parts.append(f"{i + 1}. " + _GENERIC_POINTS[_pick(key + p, seed, len(_GENERIC_POINTS))].format(p=p))
+    parts.append(_GENERIC_CLOSERS[_pick(key + "c", seed, len(_GENERIC_CLOSERS))].format(topic=topic))
     return "\n\n".join(parts)
 
 

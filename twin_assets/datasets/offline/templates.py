@@ -21,48 +21,72 @@ from twin_assets.datasets.offline.grammar import join_phrases
 
 _T = tuple[str, str]
 _SECTION_QUOTED: list[_T] = [
-    ('Write the section "{heading}" of {article}, covering {P}.',
-     'Write the section "{heading}" of {article}.'),
-    ('For {article}, draft the part headed "{heading}" and discuss {P}.',
-     'For {article}, draft the part headed "{heading}".'),
-    ("I'm writing {article_called}. Write the section headed \"{heading}\", bringing in {P}.",
-     "I'm writing {article_called}. Write the section headed \"{heading}\"."),
-    ('Draft the section "{heading}" for {blog_post}. It should touch on {P}.',
-     'Draft the section "{heading}" for {blog_post}.'),
+    (
+        'Write the section "{heading}" of {article}, covering {P}.',
+        'Write the section "{heading}" of {article}.',
+    ),
+    (
+        'For {article}, draft the part headed "{heading}" and discuss {P}.',
+        'For {article}, draft the part headed "{heading}".',
+    ),
+    (
+        'I\'m writing {article_called}. Write the section headed "{heading}", bringing in {P}.',
+        'I\'m writing {article_called}. Write the section headed "{heading}".',
+    ),
+    (
+        'Draft the section "{heading}" for {blog_post}. It should touch on {P}.',
+        'Draft the section "{heading}" for {blog_post}.',
+    ),
 ]
 _SECTION_TOPIC: list[_T] = [
-    ("Explain {topic} for engineers reading {article}. Bring in {P}.",
-     "Explain {topic} for engineers reading {article}."),
-    ("For {blog_post}, write a few paragraphs on {topic}, touching on {P}.",
-     "For {blog_post}, write a few paragraphs on {topic}."),
+    (
+        "Explain {topic} for engineers reading {article}. Bring in {P}.",
+        "Explain {topic} for engineers reading {article}.",
+    ),
+    (
+        "For {blog_post}, write a few paragraphs on {topic}, touching on {P}.",
+        "For {blog_post}, write a few paragraphs on {topic}.",
+    ),
 ]
 _INTRO: list[_T] = [
     ("Write the opening of {article}, introducing {P}.", "Write the opening of {article}."),
-    ("Write an introduction for {blog_post} that brings up {P}.",
-     "Write an introduction for {blog_post}."),
-    ("Draft the first paragraphs of {article} and set up {P}.",
-     "Draft the first paragraphs of {article}."),
+    ("Write an introduction for {blog_post} that brings up {P}.", "Write an introduction for {blog_post}."),
+    ("Draft the first paragraphs of {article} and set up {P}.", "Draft the first paragraphs of {article}."),
 ]
 _POST: list[_T] = [
     ("Write a LinkedIn post about {topic}. Mention {P}.", "Write a LinkedIn post about {topic}."),
-    ("Draft a short social media post sharing my take on {topic}, touching on {P}.",
-     "Draft a short social media post sharing my take on {topic}."),
-    ("Write a post for my professional network about {topic_and_P}.",
-     "Write a post for my professional network about {topic}."),
-    ("Share a lesson I learned about {topic} in a LinkedIn post, and bring up {P}.",
-     "Share a lesson I learned about {topic} in a LinkedIn post."),
+    (
+        "Draft a short social media post sharing my take on {topic}, touching on {P}.",
+        "Draft a short social media post sharing my take on {topic}.",
+    ),
+    (
+        "Write a post for my professional network about {topic_and_P}.",
+        "Write a post for my professional network about {topic}.",
+    ),
+    (
+        "Share a lesson I learned about {topic} in a LinkedIn post, and bring up {P}.",
+        "Share a lesson I learned about {topic} in a LinkedIn post.",
+    ),
 ]
 _README_SECTION: list[_T] = [
-    ('Write the section "{heading}" of the README for {repo}, covering {P}.',
-     'Write the section "{heading}" of the README for {repo}.'),
-    ('For the README of {repo}, write the section "{heading}" and explain {P}.',
-     'For the README of {repo}, write the section "{heading}".'),
+    (
+        'Write the section "{heading}" of the README for {repo}, covering {P}.',
+        'Write the section "{heading}" of the README for {repo}.',
+    ),
+    (
+        'For the README of {repo}, write the section "{heading}" and explain {P}.',
+        'For the README of {repo}, write the section "{heading}".',
+    ),
 ]
 _README_INTRO: list[_T] = [
-    ("Write the introduction of the README for {repo}, covering {P}.",
-     "Write the introduction of the README for {repo}."),
-    ("Write the opening of `{path}` for {repo} and explain {P}.",
-     "Write the opening of `{path}` for {repo}."),
+    (
+        "Write the introduction of the README for {repo}, covering {P}.",
+        "Write the introduction of the README for {repo}.",
+    ),
+    (
+        "Write the opening of `{path}` for {repo} and explain {P}.",
+        "Write the opening of `{path}` for {repo}.",
+    ),
 ]
 _FUNCTION_VERB = [
     "Write a {lang} function `{name}` that {clause}.",
@@ -83,16 +107,26 @@ _FUNCTION_BARE = [
     "Implement `{name}`, a {lang} function in `{path}` of {repo}.",
 ]
 _CLASS = {
-    "verb": ["Write a {lang} class `{name}` that {clause}.",
-             "Implement the {lang} class `{name}` in `{path}`; it {clause}."],
-    "passive": ["Write a {lang} class `{name}` that is {clause}.",
-                "Implement the {lang} class `{name}` in `{path}`, {clause}."],
-    "noun": ["Write a {lang} class `{name}` representing {clause}.",
-             "Implement the {lang} class `{name}` in `{path}`: {clause}."],
-    "fields": ["Write the {lang} class `{name}` in `{path}`, with the fields {fields}.",
-               "Implement `{name}`, a {lang} class with the fields {fields}, in `{path}`."],
-    "bare": ["Write the {lang} class `{name}` in `{path}`.",
-             "Implement the {lang} class `{name}` for {repo}."],
+    "verb": [
+        "Write a {lang} class `{name}` that {clause}.",
+        "Implement the {lang} class `{name}` in `{path}`; it {clause}.",
+    ],
+    "passive": [
+        "Write a {lang} class `{name}` that is {clause}.",
+        "Implement the {lang} class `{name}` in `{path}`, {clause}.",
+    ],
+    "noun": [
+        "Write a {lang} class `{name}` representing {clause}.",
+        "Implement the {lang} class `{name}` in `{path}`: {clause}.",
+    ],
+    "fields": [
+        "Write the {lang} class `{name}` in `{path}`, with the fields {fields}.",
+        "Implement `{name}`, a {lang} class with the fields {fields}, in `{path}`.",
+    ],
+    "bare": [
+        "Write the {lang} class `{name}` in `{path}`.",
+        "Implement the {lang} class `{name}` for {repo}.",
+    ],
 }
 _FILE_DOC = {
     "verb": "Write the {lang} module `{path}` for {repo}; it {clause}.",
@@ -101,8 +135,10 @@ _FILE_DOC = {
 }
 _FILE_EXPORTS = "Write `{path}` for {repo}, exposing {names}."
 _FILE_CONFIG = "Write the `{path}` ({lang}) for {repo}, with the {sections} {unit}."
-_FILE_PHRASES: _T = ("Write the {lang} file `{path}` for {repo}, covering {P}.",
-                     "Write the {lang} file `{path}` for {repo}.")
+_FILE_PHRASES: _T = (
+    "Write the {lang} file `{path}` for {repo}, covering {P}.",
+    "Write the {lang} file `{path}` for {repo}.",
+)
 
 
 def _pick(key: str, seed: int, n: int) -> int:
@@ -135,6 +171,7 @@ def _first_valid(candidates: Iterable[str], answer: str, max_chars: int = 400) -
 
 def _with_phrases(template: _T, phrases: list[str], answer: str, **values: str) -> str:
     """The template with as many phrases as keep it from quoting the answer (3, 2, 1, none)."""
+
     def render(ps: list[str]) -> str:
         if not ps:
             return template[1].format(**values)

@@ -24,7 +24,7 @@ STOPWORDS = frozenset(
     doesn't isn't didn't we're they're let's without anyone everyone nobody somebody always never
     almost less rather whether know three four five ten quite already sure else often usually
     thing start started keep kept took take want wanted need needed said says see seen go going
-    come came look looks""".split()
+    come came look looks""".split()  # noqa: SIM905
 )
 
 _FENCE = re.compile(r"^\s*(```|~~~)")
@@ -39,7 +39,8 @@ _RST_ROLE = re.compile(r":[a-z]+:`([^`]+)`")
 def _strip_symbols(text: str) -> str:
     """Emoji and pictographs out: they are noise to a tagger and never part of a phrase."""
     return "".join(
-        ch for ch in text
+        ch
+        for ch in text
         if unicodedata.category(ch) not in ("So", "Sk", "Cs", "Co", "Cn") and ch not in "\ufe0f\u200d"
     )
 
@@ -63,7 +64,8 @@ def prose_text(text: str) -> str:
         line = _RST_ROLE.sub(r"\1", line)
         # word-like inline code reads as a word ("the `splitter`"); identifiers and calls do not
         line = _INLINE_CODE.sub(
-            lambda m: m.group(1) if re.fullmatch(r"[A-Za-z][A-Za-z -]*", m.group(1)) else " ", line)
+            lambda m: m.group(1) if re.fullmatch(r"[A-Za-z][A-Za-z -]*", m.group(1)) else " ", line
+        )
         line = _EMPHASIS.sub(r"\2", line)
         out.append(_strip_symbols(line).strip())
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()

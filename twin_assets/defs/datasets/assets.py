@@ -14,7 +14,6 @@ Two more guards keep a no-op from producing a new version even when a run does h
    data version is that hash, so downstream training sees "unchanged".
 """
 
-
 import hashlib
 import json
 from collections.abc import Callable
@@ -92,21 +91,31 @@ class DatasetConfig(dg.Config):
     test_fraction: float = Field(
         default=_SPLIT.test_fraction,
         description="Held-out share of each category's words, as whole documents. Keep equal "
-        "in instruction_dataset and preference_dataset: they then hold out the same documents.")
+        "in instruction_dataset and preference_dataset: they then hold out the same documents.",
+    )
     decontamination_ngram: int = Field(default=8, description="n of the word n-gram overlap test.")
     quality_threshold: float = Field(default=0.45, description="Minimum quality score (0..1).")
     use_llm_judge: bool = Field(default=True, description="Judge quality with the LLM when configured.")
     max_rows: int = Field(default=0, description="Cap on generated rows (LLM cost); 0 = none.")
     min_train_rows: int = Field(default=20, description="Minimum training rows (blocking check).")
-    seed: int = Field(default=_SPLIT.seed, description="Seed of the split and offline templates "
-                      "(keep equal in both dataset assets, like test_fraction).")
-    push_to_hub: bool = Field(default=True, description="Push to the HF Hub when HF_TOKEN and TWIN_HF_REPO are set.")
+    seed: int = Field(
+        default=_SPLIT.seed,
+        description="Seed of the split and offline templates "
+        "(keep equal in both dataset assets, like test_fraction).",
+    )
+    push_to_hub: bool = Field(
+        default=True, description="Push to the HF Hub when HF_TOKEN and TWIN_HF_REPO are set."
+    )
 
     def curation(self) -> dict:
         return dict(
             extract=ExtractParams(min_chars=self.min_chars, max_chars=self.max_chars),
-            filters=FilterParams(min_chars=self.min_chars, max_chars=self.max_chars * 2,
-                                 min_words=self.min_words, languages=self.languages),
+            filters=FilterParams(
+                min_chars=self.min_chars,
+                max_chars=self.max_chars * 2,
+                min_words=self.min_words,
+                languages=self.languages,
+            ),
             near_dup_threshold=self.near_dup_threshold,
             split=SplitParams(test_fraction=self.test_fraction, seed=self.seed),
             decontamination_ngram=self.decontamination_ngram,
@@ -127,16 +136,26 @@ class PreferenceDatasetConfig(DatasetConfig):
 
 def input_fingerprint(kind: DatasetKind, source_hashes: list[str], params: dict, generator: str) -> str:
     payload = json.dumps(
-        {"kind": kind, "sources": sorted(source_hashes), "params": params,
-         "generator": generator, "code": CODE_VERSION},
-        sort_keys=True, default=str,
+        {
+            "kind": kind,
+            "sources": sorted(source_hashes),
+            "params": params,
+            "generator": generator,
+            "code": CODE_VERSION,
+        },
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _check_results(
-    kind: DatasetKind, author_id: str, card: DatasetCard, artifacts: ArtifactStoreResource,
-    min_train_rows: int, ngram: int,
+    kind: DatasetKind,
+    author_id: str,
+    card: DatasetCard,
+    artifacts: ArtifactStoreResource,
+    min_train_rows: int,
+    ngram: int,
 ) -> list[dg.AssetCheckResult]:
     train = storage.load_split(artifacts, author_id, kind, card.version, "train")
     test = storage.load_split(artifacts, author_id, kind, card.version, "test")
@@ -186,8 +205,13 @@ def _publish(
             version=version,
             funnel=built.funnel.stages,
             generator=built.generator,
-            parameters={**params, "input_fingerprint": fingerprint, "quality_scorer": built.scorer,
-                        "dropped": built.funnel.dropped, "code_version": CODE_VERSION},
+            parameters={
+                **params,
+                "input_fingerprint": fingerprint,
+                "quality_scorer": built.scorer,
+                "dropped": built.funnel.dropped,
+                "code_version": CODE_VERSION,
+            },
             source_hashes=built.source_hashes,
         )
         saved = storage.save_dataset(artifacts, card, splits, assignment=built.split)
@@ -198,9 +222,7 @@ def _publish(
                 context.log.info(f"pushed {kind} {version} to the Hub ({repo})")
     train = storage.load_split(artifacts, author_id, kind, card.version, "train")
     fields = ["instruction", "output"] if kind == "instruction" else ["prompt", "chosen", "rejected"]
-    funnel = built.funnel if built else Funnel(
-        stages=card.funnel, dropped=card.parameters.get("dropped", {})
-    )
+    funnel = built.funnel if built else Funnel(stages=card.funnel, dropped=card.parameters.get("dropped", {}))
     metadata: dict = {
         "version": card.version,
         "uri": dg.MetadataValue.url(card.uri) if card.uri.startswith(("s3://", "http")) else card.uri,
@@ -231,7 +253,10 @@ def _publish(
 
 
 def _split_agreement(
-    context: dg.AssetExecutionContext, kind: DatasetKind, author_id: str, card: DatasetCard,
+    context: dg.AssetExecutionContext,
+    kind: DatasetKind,
+    author_id: str,
+    card: DatasetCard,
     artifacts: ArtifactStoreResource,
 ) -> dict:
     """Whether this version's split parameters match the other dataset's latest version: only
@@ -256,12 +281,21 @@ def _split_agreement(
 
 def _check_specs(key: str) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(CHECK_LEAKAGE, asset=key, blocking=True,
-                          description="No source document, row id, answer or answer n-gram is in both train and test."),
-        dg.AssetCheckSpec(CHECK_EMPTY, asset=key, blocking=True,
-                          description="No row has an empty text field."),
-        dg.AssetCheckSpec(CHECK_MIN_SIZE, asset=key, blocking=True,
-                          description="Enough training rows to fine-tune (min_train_rows)."),
+        dg.AssetCheckSpec(
+            CHECK_LEAKAGE,
+            asset=key,
+            blocking=True,
+            description="No source document, row id, answer or answer n-gram is in both train and test.",
+        ),
+        dg.AssetCheckSpec(
+            CHECK_EMPTY, asset=key, blocking=True, description="No row has an empty text field."
+        ),
+        dg.AssetCheckSpec(
+            CHECK_MIN_SIZE,
+            asset=key,
+            blocking=True,
+            description="Enough training rows to fine-tune (min_train_rows).",
+        ),
     ]
 
 
@@ -294,8 +328,16 @@ def instruction_dataset(
         built = build_instruction_rows(docs, generator, params)
         return built, [("llm", generator.usage)]
 
-    return _publish(context, "instruction", config, artifacts, author_id, fingerprint, build,
-                    params.model_dump(mode="json"))
+    return _publish(
+        context,
+        "instruction",
+        config,
+        artifacts,
+        author_id,
+        fingerprint,
+        build,
+        params.model_dump(mode="json"),
+    )
 
 
 @dg.asset(
@@ -341,5 +383,13 @@ def preference_dataset(
             usages.append(("llm_rejected", rejected_gen.usage))
         return built, usages
 
-    return _publish(context, "preference", config, artifacts, author_id, fingerprint, build,
-                    {**params.model_dump(mode="json"), "rejected_source_resolved": source})
+    return _publish(
+        context,
+        "preference",
+        config,
+        artifacts,
+        author_id,
+        fingerprint,
+        build,
+        {**params.model_dump(mode="json"), "rejected_source_resolved": source},
+    )
