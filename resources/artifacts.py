@@ -3,6 +3,7 @@ bucket is configured (through dagster-aws's `S3Resource`, so credentials/endpoin
 usual AWS configuration, including a local emulator's endpoint URL).
 
 Keys are POSIX paths such as `datasets/maya-kowalski/instruction/<version>/train.parquet`.
+Implements `twin_assets.domain.stores.ArtifactStore`, the interface the logic packages take.
 """
 
 from __future__ import annotations
@@ -112,7 +113,9 @@ class ArtifactStoreResource(dg.ConfigurableResource):
             client = self._client()
             prefix = self._s3_key(key).rstrip("/") + "/"
             s3_removed = 0
-            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.s3_bucket, Prefix=prefix):
+            for page in client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.s3_bucket, Prefix=prefix
+            ):
                 objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
                 if objects:
                     client.delete_objects(Bucket=self.s3_bucket, Delete={"Objects": objects, "Quiet": True})
@@ -130,16 +133,12 @@ class ArtifactStoreResource(dg.ConfigurableResource):
         """Version content is immutable, so a local copy answers; an alias is asked of S3 (when
         configured), since another worker may have moved it since our mirror was written."""
         if self.uses_s3 and self._is_alias(key):
-            resp = self._client().list_objects_v2(
-                Bucket=self.s3_bucket, Prefix=self._s3_key(key), MaxKeys=1
-            )
+            resp = self._client().list_objects_v2(Bucket=self.s3_bucket, Prefix=self._s3_key(key), MaxKeys=1)
             return any(o["Key"] == self._s3_key(key) for o in resp.get("Contents", []))
         if self.local_path(key).exists():
             return True
         if self.uses_s3:
-            resp = self._client().list_objects_v2(
-                Bucket=self.s3_bucket, Prefix=self._s3_key(key), MaxKeys=1
-            )
+            resp = self._client().list_objects_v2(Bucket=self.s3_bucket, Prefix=self._s3_key(key), MaxKeys=1)
             return resp.get("KeyCount", 0) > 0
         return False
 
@@ -176,7 +175,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
             paginator = client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.s3_bucket, Prefix=prefix):
                 for obj in page.get("Contents", []):
-                    rel = obj["Key"][len(prefix):]
+                    rel = obj["Key"][len(prefix) :]
                     if not rel or rel.endswith("/"):
                         continue  # "directory" marker objects
                     dest = (root / rel).resolve()

@@ -3,6 +3,9 @@
 Enabled when a role, an image and an S3 bucket are configured (TWIN_SAGEMAKER_ROLE,
 TWIN_SAGEMAKER_IMAGE, TWIN_SAGEMAKER_BUCKET); otherwise training runs in the Dagster process.
 `endpoint_url` points every client at an emulator (moto) in tests.
+
+Implements `twin_assets.training.protocols.SageMakerLauncher`, the interface the training code
+takes (it never imports this class).
 """
 
 from __future__ import annotations
@@ -12,8 +15,12 @@ from pydantic import Field
 
 
 class SageMakerResource(dg.ConfigurableResource):
+    """Job placement (role, image, instance, S3 prefix) and boto3 clients for training jobs."""
+
     role_arn: str = Field(default="", description="Execution role ARN (TWIN_SAGEMAKER_ROLE).")
-    image_uri: str = Field(default="", description="Training image with torch/transformers/trl/peft (TWIN_SAGEMAKER_IMAGE).")
+    image_uri: str = Field(
+        default="", description="Training image with torch/transformers/trl/peft (TWIN_SAGEMAKER_IMAGE)."
+    )
     instance_type: str = Field(default="ml.g5.2xlarge", description="TWIN_SAGEMAKER_INSTANCE_TYPE")
     instance_count: int = 1
     volume_size_gb: int = 100

@@ -11,9 +11,15 @@ import pytest
 from resources.artifacts import ArtifactStoreResource
 from resources.sagemaker import SageMakerResource
 from resources.tracking import WandbResource
-from twin_assets.defs.training.assets import dpo_model, sft_model
 from twin_assets.defs.partitions import authors_partitions
-from twin_assets_tests.training_fixtures import AUTHOR, instruction_rows, preference_rows, tiny_model, write_dataset
+from twin_assets.defs.training.assets import dpo_model, sft_model
+from twin_assets_tests.training_fixtures import (
+    AUTHOR,
+    instruction_rows,
+    preference_rows,
+    tiny_model,
+    write_dataset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +89,21 @@ def test_sft_and_dpo_registered_with_cards_and_aliases(trained):
     assert "| step |" in sft.metadata["loss_curve"].value
     assert sft.metadata["tokens_per_second"].value > 0
     assert sft.metadata["smoke_test"].value is True
+
+
+def test_dpo_card_traces_the_exact_base_weights(trained):
+    """The DPO version's lineage names the base checkpoint's content fingerprint, the same one
+    its SFT parent recorded (it used to be empty, so a DPO model could not be traced to the
+    weights it runs on)."""
+    models = Path(trained["artifacts"].root_dir) / "models" / AUTHOR
+    cards = {}
+    for kind in ("sft", "dpo"):
+        version = _mat(trained["result"], f"{kind}_model").metadata["model_version"].value
+        cards[kind] = json.loads((models / kind / version / "model_card.json").read_text())
+    sft_fp = cards["sft"]["lineage"]["base_model"]["fingerprint"]
+    assert sft_fp and len(sft_fp) == 64
+    assert cards["dpo"]["lineage"]["base_model"]["fingerprint"] == sft_fp
+    assert cards["dpo"]["lineage"]["base_model"]["resolved"] == cards["sft"]["lineage"]["base_model"]["resolved"]
 
 
 def test_chat_template_saved_is_the_one_trained_with(trained):

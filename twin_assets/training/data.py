@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from resources.artifacts import ArtifactStoreResource
-from twin_assets.domain.datasets import DatasetCard, InstructionRow, PreferenceRow
+from twin_assets.domain.datasets import DatasetCard, DatasetKind, InstructionRow, PreferenceRow, dataset_key
+from twin_assets.domain.stores import ArtifactStore
 
 
-def dataset_key(author: str, kind: str, version: str | None = None) -> str:
-    base = f"datasets/{author}/{kind}"
-    return f"{base}/{version}" if version else base
-
-
-def latest_dataset_version(artifacts: ArtifactStoreResource, author: str, kind: str) -> str | None:
+def latest_dataset_version(artifacts: ArtifactStore, author: str, kind: DatasetKind) -> str | None:
     return artifacts.read_alias(dataset_key(author, kind), "latest")
 
 
-def dataset_dir(artifacts: ArtifactStoreResource, author: str, kind: str, version: str) -> Path:
+def dataset_uri(artifacts: ArtifactStore, author: str, kind: DatasetKind, version: str) -> str:
+    return artifacts.uri(dataset_key(author, kind, version))
+
+
+def dataset_dir(artifacts: ArtifactStore, author: str, kind: DatasetKind, version: str) -> Path:
     path = artifacts.get_dir(dataset_key(author, kind, version))
     if not (path / "train.parquet").exists():
         raise FileNotFoundError(
@@ -27,7 +26,9 @@ def dataset_dir(artifacts: ArtifactStoreResource, author: str, kind: str, versio
     return path
 
 
-def load_rows(artifacts: ArtifactStoreResource, author: str, kind: str, version: str) -> tuple[list[dict], list[dict], DatasetCard | None]:
+def load_rows(
+    artifacts: ArtifactStore, author: str, kind: DatasetKind, version: str
+) -> tuple[list[dict], list[dict], DatasetCard | None]:
     """(train rows, test rows, card), each row validated against its pydantic model."""
     import pyarrow.parquet as pq  # direct read: no HF datasets cache written per version
 

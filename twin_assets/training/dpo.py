@@ -16,6 +16,7 @@ from pathlib import Path
 from twin_assets.training.base_model import is_smoke_test_model
 from twin_assets.training.chat import DEFAULT_SYSTEM_PROMPT, instruction_messages
 from twin_assets.training.config import DPOTrainingConfig, resolve_bf16, size_defaults
+from twin_assets.training.result import TrainingResult
 from twin_assets.training.runtime import (
     ThroughputCallback,
     count_parameters,
@@ -24,7 +25,7 @@ from twin_assets.training.runtime import (
     loss_history,
     speed_settings,
 )
-from twin_assets.training.sft import TrainingResult, save_trained
+from twin_assets.training.sft import save_trained
 
 
 def preference_samples(rows: list[dict], system_prompt: str = "") -> list[dict]:
@@ -55,7 +56,8 @@ def run_dpo(
     from datasets import Dataset
     from peft import PeftModel
     from transformers import AutoTokenizer
-    from trl import DPOConfig, DPOTrainer
+    from trl.trainer.dpo_config import DPOConfig
+    from trl.trainer.dpo_trainer import DPOTrainer
 
     if not train_rows:
         raise ValueError("preference dataset has no training rows")
@@ -66,7 +68,8 @@ def run_dpo(
     tokenizer = AutoTokenizer.from_pretrained(str(sft_adapter_dir))  # carries the SFT template
     template = tokenizer.chat_template
     full_sft = (Path(sft_adapter_dir) / "config.json").exists() and not (
-        Path(sft_adapter_dir) / "adapter_config.json").exists()
+        Path(sft_adapter_dir) / "adapter_config.json"
+    ).exists()
     if full_sft:  # full fine-tune: the SFT weights are the policy; trl loads a frozen copy as ref
         model = load_causal_lm(str(sft_adapter_dir), on_gpu=dev.on_gpu, bf16=bf16, method="full")
         method = "full"
@@ -78,13 +81,30 @@ def run_dpo(
     defaults = size_defaults(n_params, method, dev.on_gpu)
     lr = cfg.learning_rate or (sft_learning_rate or defaults["learning_rate"]) / 10
     hyper = {
-        "method": method, "base_model": base_model, "sft_adapter": str(sft_adapter_dir),
-        "learning_rate": lr, "per_device_batch_size": cfg.per_device_batch_size or defaults["batch_size"],
-        "bf16": bf16, "reference_model": "frozen copy of the SFT adapter (trl 'ref' adapter)"
-        if method != "full" else "frozen copy of the SFT model",
-        **{k: getattr(cfg, k) for k in (
-            "beta", "loss_type", "lr_scheduler_type", "warmup_ratio", "max_steps", "num_train_epochs",
-            "gradient_accumulation_steps", "max_length", "gradient_checkpointing", "seed")},
+        "method": method,
+        "base_model": base_model,
+        "sft_adapter": str(sft_adapter_dir),
+        "learning_rate": lr,
+        "per_device_batch_size": cfg.per_device_batch_size or defaults["batch_size"],
+        "bf16": bf16,
+        "reference_model": "frozen copy of the SFT adapter (trl 'ref' adapter)"
+        if method != "full"
+        else "frozen copy of the SFT model",
+        **{
+            k: getattr(cfg, k)
+            for k in (
+                "beta",
+                "loss_type",
+                "lr_scheduler_type",
+                "warmup_ratio",
+                "max_steps",
+                "num_train_epochs",
+                "gradient_accumulation_steps",
+                "max_length",
+                "gradient_checkpointing",
+                "seed",
+            )
+        },
     }
     train_ds = Dataset.from_list(preference_samples(train_rows, cfg.system_prompt))
     eval_ds = Dataset.from_list(preference_samples(eval_rows, cfg.system_prompt)) if eval_rows else None
@@ -113,7 +133,10 @@ def run_dpo(
         **speed_settings(dev.on_gpu, bf16),
     )
     trainer = DPOTrainer(
-        model=model, ref_model=None, args=args, train_dataset=train_ds,
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=train_ds,
         eval_dataset=eval_ds if eval_ds is not None and len(eval_ds) else None,
         processing_class=tokenizer,
     )
@@ -151,7 +174,12 @@ def run_dpo(
     save_trained(trainer, tokenizer, output_dir, base_model)
     shutil.rmtree(work_dir, ignore_errors=True)
     return TrainingResult(
-        model_dir=output_dir, chat_template=template, hyperparameters=hyper, metrics=metrics,
-        curves=curves, smoke_test=is_smoke_test_model(base_model), method=method,
+        model_dir=output_dir,
+        chat_template=template,
+        hyperparameters=hyper,
+        metrics=metrics,
+        curves=curves,
+        smoke_test=is_smoke_test_model(base_model),
+        method=method,
         extra={"peft_adapters_during_training": peft_adapters},
     )

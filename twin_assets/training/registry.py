@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
-from resources.artifacts import ArtifactStoreResource
+from twin_assets.domain.models import ModelCard, ModelKind
+from twin_assets.domain.stores import ArtifactStore
 
 _CODE_FILES = ("base_model.py", "chat.py", "config.py", "runtime.py", "sft.py", "dpo.py")
 
@@ -37,8 +35,15 @@ def model_version(
     *, dataset_version: str, base_model: str, config: dict, code_version: str, parent: str = ""
 ) -> str:
     payload = json.dumps(
-        {"dataset": dataset_version, "base": base_model, "config": config, "code": code_version,
-         "parent": parent}, sort_keys=True, default=str,
+        {
+            "dataset": dataset_version,
+            "base": base_model,
+            "config": config,
+            "code": code_version,
+            "parent": parent,
+        },
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
@@ -46,34 +51,12 @@ def model_version(
 LOSS_CURVE_FILE = "loss_curve.png"  # in the version directory, next to model_card.json
 
 
-class ModelCard(BaseModel):
-    author_id: str
-    kind: str  # "sft" | "dpo"
-    version: str
-    uri: str = ""
-    base_model: str
-    method: str
-    dataset_kind: str
-    dataset_version: str
-    parent_model: dict = Field(default_factory=dict)  # dpo: the SFT version it started from
-    hyperparameters: dict = Field(default_factory=dict)
-    metrics: dict = Field(default_factory=dict)
-    code_version: str
-    lineage: dict = Field(default_factory=dict)
-    chat_template_sha256: str = ""
-    smoke_test: bool = False
-    label: str = ""
-    tracking: dict = Field(default_factory=dict)
-    trained_on: str = ""
-    created_at: str = Field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
-
-
-def model_key(author: str, kind: str, version: str | None = None) -> str:
+def model_key(author: str, kind: ModelKind, version: str | None = None) -> str:
     base = f"models/{author}/{kind}"
     return f"{base}/{version}" if version else base
 
 
-def registered_card(artifacts: ArtifactStoreResource, author: str, kind: str, version: str) -> ModelCard | None:
+def registered_card(artifacts: ArtifactStore, author: str, kind: ModelKind, version: str) -> ModelCard | None:
     key = f"{model_key(author, kind, version)}/model_card.json"
     if not artifacts.exists(key):
         return None
@@ -81,11 +64,16 @@ def registered_card(artifacts: ArtifactStoreResource, author: str, kind: str, ve
 
 
 def render_readme(card: ModelCard) -> str:
-    warn = (f"> **{card.label}** - not a usable twin; it exists to exercise the pipeline.\n\n"
-            if card.smoke_test else "")
+    warn = (
+        f"> **{card.label}** - not a usable twin; it exists to exercise the pipeline.\n\n"
+        if card.smoke_test
+        else ""
+    )
     hyper = "\n".join(f"| {k} | {v} |" for k, v in sorted(card.hyperparameters.items()))
-    metrics = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                        for k, v in sorted(card.metrics.items()))
+    metrics = "\n".join(
+        f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+        for k, v in sorted(card.metrics.items())
+    )
     return (
         f"# {card.author_id} twin - {card.kind.upper()} {card.version}\n\n{warn}"
         f"- Base model: `{card.base_model}` ({card.method})\n"
@@ -100,7 +88,7 @@ def render_readme(card: ModelCard) -> str:
 
 
 def publish_model(
-    artifacts: ArtifactStoreResource,
+    artifacts: ArtifactStore,
     card: ModelCard,
     adapter_dir: Path,
     *,
@@ -122,22 +110,20 @@ def publish_model(
     for name, data in (extra_files or {}).items():
         artifacts.put_bytes(f"{key}/{name}", data)
     card = card.model_copy(update={"uri": artifacts.uri(key)})
-    readme = artifacts.local_path(f"{key}/README.md")
-    readme.parent.mkdir(parents=True, exist_ok=True)
-    readme.write_text(render_readme(card))
-    if artifacts.uses_s3:
-        artifacts._client().upload_file(str(readme), artifacts.s3_bucket, artifacts._s3_key(f"{key}/README.md"))
+    artifacts.put_bytes(f"{key}/README.md", render_readme(card).encode())
     artifacts.put_json(f"{key}/model_card.json", card.model_dump(mode="json"))
     promote(artifacts, card.author_id, card.kind, card.version, production=promote_to_production)
     return card
 
 
-def promote(artifacts: ArtifactStoreResource, author: str, kind: str, version: str, *, production: bool) -> None:
+def promote(
+    artifacts: ArtifactStore, author: str, kind: ModelKind, version: str, *, production: bool
+) -> None:
     artifacts.write_alias(model_key(author, kind), "latest", version)
     if production:
         artifacts.write_alias(model_key(author, kind), "production", version)
 
 
-def model_dir(artifacts: ArtifactStoreResource, author: str, kind: str, version: str) -> Path:
+def model_dir(artifacts: ArtifactStore, author: str, kind: ModelKind, version: str) -> Path:
     """Local directory of a registered version's adapter + tokenizer (downloaded from S3 if needed)."""
     return artifacts.get_dir(f"{model_key(author, kind, version)}/adapter")

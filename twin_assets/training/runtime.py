@@ -89,7 +89,9 @@ def load_causal_lm(
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16 if bf16 else torch.float16,
         )
         kwargs["device_map"] = {"": 0}
@@ -176,9 +178,13 @@ def loss_history(log_history: list[dict]) -> dict[str, list[tuple[int, float]]]:
     curves: dict[str, list[tuple[int, float]]] = {}
     for entry in log_history:
         step = int(entry.get("step", 0))
-        for key, name in (("loss", "train_loss"), ("eval_loss", "eval_loss"),
-                          ("rewards/accuracies", "reward_accuracy"), ("rewards/margins", "reward_margin"),
-                          ("eval_rewards/accuracies", "eval_reward_accuracy")):
+        for key, name in (
+            ("loss", "train_loss"),
+            ("eval_loss", "eval_loss"),
+            ("rewards/accuracies", "reward_accuracy"),
+            ("rewards/margins", "reward_margin"),
+            ("eval_rewards/accuracies", "eval_reward_accuracy"),
+        ):
             if key in entry and entry[key] is not None:
                 curves.setdefault(name, []).append((step, float(entry[key])))
     return curves

@@ -22,9 +22,9 @@ import shutil
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
 
 from twin_assets.paths import PROJECT_ROOT
 
@@ -50,7 +50,9 @@ def package_source(dest: Path) -> Path:
     return dest
 
 
-def upload_inputs(s3, bucket: str, prefix: str, job_name: str, files: dict[str, dict[str, Path]]) -> dict[str, str]:
+def upload_inputs(
+    s3, bucket: str, prefix: str, job_name: str, files: dict[str, dict[str, Path]]
+) -> dict[str, str]:
     """Upload channel files (channel -> {name: local path}) plus the code; channel -> S3 URI.
 
     Every upload goes through `upload_file` (boto3's managed transfer: streamed from disk,
@@ -107,15 +109,23 @@ def build_training_job_request(
         "InputDataConfig": [
             {
                 "ChannelName": name,
-                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
-                                                "S3DataDistributionType": "FullyReplicated"}},
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
                 "InputMode": "File",
             }
             for name, uri in sorted(channels.items())
         ],
         "OutputDataConfig": {"S3OutputPath": output_s3_uri},
-        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": instance_count,
-                           "VolumeSizeInGB": volume_size_gb},
+        "ResourceConfig": {
+            "InstanceType": instance_type,
+            "InstanceCount": instance_count,
+            "VolumeSizeInGB": volume_size_gb,
+        },
         "StoppingCondition": {"MaxRuntimeInSeconds": max_runtime_s},
         "Environment": {"HF_HUB_DISABLE_TELEMETRY": "1", "WANDB_MODE": "offline"},
         "Tags": [{"Key": k, "Value": v} for k, v in sorted((tags or {}).items())],
@@ -185,7 +195,9 @@ def wait_for_training_job(
             raise TrainingJobError(f"SageMaker job {job_name} still {state[0]} after {timeout_s}s")
         sleep(poll_interval_s)
     if state[0] == "Failed":
-        raise TrainingJobError(f"SageMaker job {job_name} failed: {desc.get('FailureReason', 'no reason given')}")
+        raise TrainingJobError(
+            f"SageMaker job {job_name} failed: {desc.get('FailureReason', 'no reason given')}"
+        )
     if state[0] == "Stopped":
         raise TrainingJobError(f"SageMaker job {job_name} was stopped before completing")
     return desc
@@ -219,7 +231,9 @@ def extract_tar_safely(archive: Path, target_dir: Path) -> None:
     members already written stay, so callers unpack into a staging directory they discard.
     """
     if not hasattr(tarfile, "data_filter"):  # pragma: no cover - Python < 3.11.4
-        raise TrainingJobError("unpacking model artifacts safely needs Python >= 3.11.4 (tarfile filter='data')")
+        raise TrainingJobError(
+            "unpacking model artifacts safely needs Python >= 3.11.4 (tarfile filter='data')"
+        )
     with tarfile.open(archive, mode="r:*") as tar:
         for member in tar:
             _check_member(member)
@@ -242,7 +256,9 @@ def fetch_model_artifact(s3, s3_uri: str, target_dir: Path) -> dict:
     size = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
     free = shutil.disk_usage(target_dir.parent).free
     if size > free:
-        raise TrainingJobError(f"model artifact {s3_uri} is {size} bytes, only {free} free in {target_dir.parent}")
+        raise TrainingJobError(
+            f"model artifact {s3_uri} is {size} bytes, only {free} free in {target_dir.parent}"
+        )
     staging = Path(tempfile.mkdtemp(prefix=f".{target_dir.name}.", dir=target_dir.parent))
     try:
         archive = staging / "model.tar.gz"
@@ -257,7 +273,8 @@ def fetch_model_artifact(s3, s3_uri: str, target_dir: Path) -> dict:
         result = unpacked / "result.json"
         if not result.is_file():
             raise TrainingJobError(
-                f"model artifact {s3_uri} has no result.json: not produced by the twin entry point")
+                f"model artifact {s3_uri} has no result.json: not produced by the twin entry point"
+            )
         payload = json.loads(result.read_text())
         if target_dir.exists():  # a previous fetch: swap it out, then drop it
             old = staging / "previous"

