@@ -20,6 +20,7 @@ from twin_assets.domain.documents import (
     Author,
     AuthorLink,
     Block,
+    Category,
     Platform,
     RawDocument,
     RepoFile,
@@ -71,11 +72,14 @@ class BaseCrawler(ABC):
         files: list[RepoFile] | None = None,
         published_at=None,
         link: str | None = None,
+        category: Category | None = None,
     ) -> RawDocument:
+        """The document of one crawled item; `category` overrides the platform's usual one
+        (a LinkedIn Pulse article is an article, not a post)."""
         return RawDocument(
             author_id=ctx.author.id,
             platform=self.platform,
-            category=PLATFORM_CATEGORY[self.platform],
+            category=category or PLATFORM_CATEGORY[self.platform],
             link=link or target.url,
             source=self.source,
             title=title,

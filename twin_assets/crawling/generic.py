@@ -1,29 +1,24 @@
 """Any other article URL: a blog post, or a blog index that expands to its posts.
 
-A registered page is treated as an index when its main content links to at least two deeper
-pages under its own path (`/blog/` -> `/blog/<slug>/`); otherwise it is the article itself and
-the page fetched to decide is reused, not fetched again. An index that runs scripts may load
-older posts as it is scrolled, so it is then rendered and scrolled too (`fetch_listing`).
+A registered page is crawled as the article it is unless it is shaped like a listing (see
+`listing.read_listing`: repeated items of one shape, each one link and little text, with little
+prose of its own or an index path; links inside sentences never count). Either way the page
+fetched to decide is reused, not fetched again. A listing that also has real prose of its own
+(a home page with an about text) is kept as a document too, without its items, so expanding a
+page never loses its own words. A page whose HTML shows only a placeholder ("Loading…") is
+rendered before it is judged. An index that runs scripts may load older posts as it is
+scrolled, so it is then rendered and scrolled too (`fetch_listing`).
 """
 
 from __future__ import annotations
 
-import re
-from urllib.parse import urlsplit
+from dataclasses import replace
 
 from twin_assets.crawling.base import CrawlContext, CrawlTarget
-from twin_assets.crawling.clutter import remove_clutter
-from twin_assets.crawling.page import FetchedPage
-from twin_assets.crawling.soup import soup_of
-from twin_assets.crawling.urls import page_links, same_site
+from twin_assets.crawling.listing import read_listing, without_items
+from twin_assets.crawling.urls import normalize_url
 from twin_assets.crawling.web import WebArticleCrawler
 from twin_assets.domain.documents import AuthorLink, Platform
-
-_NOT_POSTS = frozenset({"tag", "tags", "category", "categories", "archive", "archives", "about",
-                        "feed", "page", "author", "authors", "search", "privacy", "rss", "assets",
-                        "static", "subscribe", "contact"})
-_NOT_PAGE_EXT = re.compile(r"\.(?:xml|css|js|json|png|jpe?g|gif|svg|webp|ico|pdf|zip|mp[34]|woff2?)$",
-                           re.IGNORECASE)
 
 
 class GenericArticleCrawler(WebArticleCrawler):
@@ -35,36 +30,29 @@ class GenericArticleCrawler(WebArticleCrawler):
     clutter_selectors = (".post-meta", ".post-footer", ".tags", ".author-bio", ".toc",
                          ".table-of-contents", ".reading-time")
     title_selectors = ("article h1", "h1.post-title", "h1.entry-title", "main h1")
+    locate_main = True  # readability-lxml finds the content; the selectors above are the fallback
 
     def expand(self, link: AuthorLink, ctx: CrawlContext) -> list[CrawlTarget]:
-        page = self.fetch(link.url, ctx)
-        candidates = self.index_candidates(page, link)
-        if len(candidates) < 2:
+        page = self.rendered_if_needed(self.fetch(link.url, ctx), ctx)
+        verdict = read_listing(page.html, page.final_url, link.url)
+        if not verdict.is_listing:
+            ctx.log.debug("%s is an article (%s)", page.final_url, verdict.reason)
             return [CrawlTarget(url=link.url, link=link, page=page)]
+        items = verdict.items
         # An index: it may load older posts on scroll (the article check above fetched it
         # unscrolled, as articles must be), so it is fetched again as a listing if need be.
         listing = self.fetch_listing(link.url, ctx, first=page)
         if listing is not page:
-            more = self.index_candidates(listing, link)
-            candidates = more + [u for u in candidates if u not in more]
-        ctx.log.info("%s is an index of %d posts (%d scroll rounds)", page.final_url,
-                     len(candidates), listing.scroll_rounds)
-        return [CrawlTarget(url=u, link=link) for u in candidates[: ctx.settings.max_listing_items]]
-
-    @staticmethod
-    def index_candidates(page: FetchedPage, link: AuthorLink) -> list[str]:
-        """Links in the page's main content to deeper pages under its own directory."""
-        base_path = urlsplit(page.final_url).path
-        base_dir = base_path if base_path.endswith("/") else base_path.rsplit("/", 1)[0] + "/"
-
-        soup = soup_of(page.html)
-        scope = soup.select_one("main") or soup.select_one("[role=main]") or soup.body or soup
-        remove_clutter(scope, ["header"])
-        candidates: list[str] = []
-        for url in page_links(str(scope), page.final_url):
-            path = urlsplit(url).path
-            rest = [s for s in path[len(base_dir):].split("/") if s] if path.startswith(base_dir) else []
-            if (same_site(url, link.url) and rest and rest[0].lower() not in _NOT_POSTS
-                    and not _NOT_PAGE_EXT.search(path) and url not in candidates):
-                candidates.append(url)
-        return candidates
+            more = read_listing(listing.html, listing.final_url, link.url).items
+            items = more + [u for u in items if u not in more]
+        ctx.log.info("%s is an index of %d posts (%s; %d scroll rounds)", page.final_url,
+                     len(items), verdict.reason, listing.scroll_rounds)
+        targets: list[CrawlTarget] = []
+        if verdict.has_own_prose:
+            # Both a listing and a page with words of its own: those words are kept too.
+            own = replace(page, html=without_items(page.html, verdict))
+            targets.append(CrawlTarget(url=link.url, link=link, page=own))
+        own_key = normalize_url(link.url)
+        targets += [CrawlTarget(url=u, link=link) for u in items[: ctx.settings.max_listing_items]
+                    if normalize_url(u) != own_key]
+        return targets

@@ -2,8 +2,10 @@
 
 Medium renders with React and hides text behind client-side state, so pages are rendered in
 Chromium; a profile lists more stories as it is scrolled, so it is scrolled to its end
-(`fetch_listing`). The story body is the `<article>`; the byline, clap/listen/share bar,
-member banner, sign-up box and "More from" rail are clutter.
+(`fetch_listing`). The story body is the whole `<article>`, every `<section>` of it: newer
+markup starts the article with an empty section (and puts the title block in another), so no
+single section is the story. The title block, byline, clap/listen/share bar, member banner,
+sign-up box and "More from" rail are clutter.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ class MediumCrawler(WebArticleCrawler):
     domains = ("medium.com",)
     prefer_browser = True
     wait_for = "article"
-    content_selectors = ("article section", "article")
+    content_selectors = ("article",)
     title_selectors = ("h1[data-testid=storyTitle]", "h1.pw-post-title", "article h1")
     clutter_selectors = (
         ".speechify-ignore", "[data-testid=authorName]", "[data-testid=storyReadTime]",

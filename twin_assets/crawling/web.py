@@ -3,6 +3,11 @@
 Listing pages (profiles, archives, feeds, blog indexes) are fetched with `fetch_listing`, which
 renders and scrolls them in Chromium whenever they could load more items on scroll, so that
 items beyond the first batch are found too; article pages are never scrolled.
+
+A page whose served HTML shows nothing, or only a placeholder ("Loading…"), is built by
+JavaScript: it is rendered in Chromium (which waits for the content, see `settle`) before it is
+judged, and if it still shows only the placeholder it is reported as having no content, never
+stored as "Loading…".
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from twin_assets.crawling.base import BaseCrawler, CrawlContext, CrawlTarget
 from twin_assets.crawling.errors import CrawlError, NoContent
 from twin_assets.crawling.extract import Extracted, extract_article
 from twin_assets.crawling.page import FetchedPage
+from twin_assets.crawling.settle import is_placeholder
 from twin_assets.crawling.soup import soup_of
 from twin_assets.crawling.urls import normalize_url, page_links, same_site
-from twin_assets.domain.documents import AuthorLink, RawDocument
+from twin_assets.domain.documents import AuthorLink, Category, RawDocument
 
 # <script> types a browser runs (no type, JavaScript MIME types, modules); JSON-LD and other
 # data blocks never run, so they cannot load anything.
@@ -31,6 +37,28 @@ def runs_scripts(html: str) -> bool:
                for tag in soup_of(html).find_all("script"))
 
 
+_INVISIBLE = ("script", "style", "noscript", "template", "head")
+
+
+def visible_text(html: str) -> str:
+    """The text a reader sees on the page (scripts, styles, templates left out), on one line."""
+    soup = soup_of(html)
+    body = soup.body or soup
+    for node in body.find_all(_INVISIBLE):
+        node.decompose()
+    return " ".join(body.get_text(" ", strip=True).split())
+
+
+def shows_placeholder(html: str) -> bool:
+    """Whether a page as served shows no text, or only a placeholder ("Loading…"): its content
+    is then built by JavaScript and the page must be rendered before it is judged."""
+    return is_placeholder(visible_text(html))
+
+
+def body_text(extracted: Extracted) -> str:
+    return " ".join(b.text for b in extracted.blocks if b.kind != "title")
+
+
 class WebArticleCrawler(BaseCrawler):
     """A crawler for pages whose main content sits in a known container."""
 
@@ -41,6 +69,9 @@ class WebArticleCrawler(BaseCrawler):
     title_selectors: ClassVar[tuple[str, ...]] = ()
     subtitle_selectors: ClassVar[tuple[str, ...]] = ()
     listing_scope: ClassVar[str | None] = None  # CSS scope for item links on a listing page
+    # readability-lxml locates the content (pages of no known platform); the selectors above
+    # are then the fallback (see `extract_article`)
+    locate_main: ClassVar[bool] = False
 
     # -- fetching -----------------------------------------------------------------------------
     def fetch(self, url: str, ctx: CrawlContext, *, browser: bool | None = None,
@@ -79,6 +110,19 @@ class WebArticleCrawler(BaseCrawler):
     def check_page(self, page: FetchedPage) -> None:
         """Hook: raise a typed error for pages that are not the author's content (login walls)."""
 
+    def category_for(self, url: str) -> Category | None:
+        """Hook: the category of the item at `url` when it is not the platform's usual one."""
+        return None
+
+    def rendered_if_needed(self, page: FetchedPage, ctx: CrawlContext) -> FetchedPage:
+        """`page` itself, or, when its served HTML shows only a placeholder and the browser
+        may be used, the page rendered in Chromium (which waits for its content)."""
+        if page.via != "http" or ctx.settings.browser_mode == "never" or \
+                not shows_placeholder(page.html):
+            return page
+        ctx.log.info("%s shows no content in its HTML; rendering it in Chromium", page.final_url)
+        return self.fetch(page.url, ctx, browser=True)
+
     # -- extraction ---------------------------------------------------------------------------
     def extract(self, page: FetchedPage) -> Extracted:
         return extract_article(
@@ -87,22 +131,31 @@ class WebArticleCrawler(BaseCrawler):
             clutter_selectors=self.clutter_selectors,
             title_selectors=self.title_selectors,
             subtitle_selectors=self.subtitle_selectors,
+            locate_main=self.locate_main,
         )
 
     def crawl(self, target: CrawlTarget, ctx: CrawlContext) -> RawDocument:
         page = target.page or self.fetch(target.url, ctx)
         extracted = self.extract(page)
-        if extracted.word_count == 0 and page.via == "http" and ctx.settings.browser_mode == "auto":
-            # Nothing in the served HTML: the page may build its content with JavaScript.
+        if is_placeholder(body_text(extracted)) and page.via == "http" \
+                and ctx.settings.browser_mode != "never":
+            # Nothing, or only "Loading…", in the served HTML: the page builds its content
+            # with JavaScript.
             ctx.log.info("no content in plain HTML of %s; rendering it in Chromium", target.url)
             page = self.fetch(target.url, ctx, browser=True)
             extracted = self.extract(page)
-        if extracted.word_count == 0:
+        if is_placeholder(body_text(extracted)):
             soup = soup_of(page.html)
             title = soup.title.get_text() if soup.title else ""
             if "<" in title and len(title) > 200:
                 raise CrawlError(f"{page.final_url} is malformed: an unclosed <title> swallows the "
                                  "page, so a browser shows no text either", kind="malformed")
+            shown = visible_text(page.html)
+            if shown and is_placeholder(shown):
+                raise NoContent(f"{page.final_url} shows only a placeholder ({shown[:60]!r}) "
+                                f"after {ctx.settings.page_timeout_s:g}s: its content is built by "
+                                "JavaScript that did not finish"
+                                + ("" if page.via == "browser" else " (the browser is off)"))
             raise NoContent(f"no extractable text on {page.final_url}")
         return self.make_document(
             ctx,
@@ -111,6 +164,7 @@ class WebArticleCrawler(BaseCrawler):
             content=extracted.markdown,
             blocks=extracted.blocks,
             published_at=extracted.published_at,
+            category=self.category_for(target.url),
         )
 
     # -- listings -----------------------------------------------------------------------------
