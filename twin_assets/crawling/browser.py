@@ -14,6 +14,7 @@ short-lived browser context.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +26,7 @@ from twin_assets.crawling.relay import PageRoute
 from twin_assets.crawling.safety import check_web_url
 from twin_assets.crawling.scroll import scroll_listing
 from twin_assets.crawling.settings import CrawlSettings
+from twin_assets.crawling.settle import wait_for_content
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -98,11 +100,13 @@ class BrowserRenderer:
 
     def render(self, url: str, wait_for: str | None = None, scroll: bool = False) -> FetchedPage:
         """One attempt at loading `url` (JS runs; heavy resources blocked per settings), then
-        scrolling it when `scroll` is set; retries are the caller's."""
+        waiting, within `page_timeout_s`, for content built after load to appear (`settle`),
+        then scrolling it when `scroll` is set; retries are the caller's."""
         from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
         s = self.settings
+        started = time.monotonic()
         route = PageRoute(self.http, self.log)
         context = self.browser.new_context(user_agent=s.user_agent, service_workers="block",
                                            accept_downloads=False)
@@ -127,6 +131,9 @@ class BrowserRenderer:
                     page.wait_for_selector(wait_for, timeout=min(timeout_ms, 5000), state="attached")
                 except PlaywrightTimeout:
                     pass  # extraction will report what is (not) there
+            # Scripts may still be building the page (a "Loading…" shell): judge it once its
+            # text has settled, or when its time is up.
+            wait_for_content(page, started + s.page_timeout_s, self.log, final_url)
             rounds = (scroll_listing(page, final_url, s, self.log)
                       if scroll and s.max_scroll_rounds > 0 else 0)
             try:
