@@ -15,7 +15,14 @@ import pytest
 
 from twin_assets.crawling import CrawlSettings, crawl_author
 from twin_assets.crawling.linkedin import LinkedInCrawler
-from twin_assets.crawling.listing import is_index_path, read_listing, without_items
+from twin_assets.crawling.listing import (
+    feed_entries,
+    is_feed,
+    is_index_path,
+    looks_like_feed_url,
+    read_listing,
+    without_items,
+)
 from twin_assets.crawling.page import FetchedPage
 from twin_assets.crawling.settle import is_placeholder
 from twin_assets.crawling.web import shows_placeholder
@@ -107,6 +114,20 @@ def test_linkedin_pulse_is_extracted_as_an_article():
     assert crawler.category_for("https://www.linkedin.com/posts/priya_on-call-activity-1-x") is None
 
 
+def test_a_feed_lists_its_entries_on_the_site():
+    rss = (PAGES / "feed.xml").read_text()
+    atom = (PAGES / "atom.xml").read_text()
+    assert is_feed(rss) and is_feed(atom) and not is_feed((PAGES / "listing_index.html").read_text())
+    assert feed_entries(rss, "http://lena.test/feed.xml", "http://lena.test/feed.xml") == [
+        "http://lena.test/2020/06/feed-only-post/", "http://lena.test/2020/07/another-feed-post/"]
+    assert feed_entries(atom, "http://lena.test/atom.xml", "http://lena.test/atom.xml") == [
+        "http://lena.test/2023/11/backfills/", "http://lena.test/2023/09/alerting-on-freshness/"]
+    for url in ("http://a.test/feed.xml", "http://a.test/feed/", "http://a.test/blog/rss",
+                "http://a.test/index.xml", "http://a.test/atom.xml"):
+        assert looks_like_feed_url(url), url
+    assert not looks_like_feed_url("http://a.test/2023/03/feeding-the-model/")
+
+
 # -- end to end ------------------------------------------------------------------------------
 ITEM = (PAGES / "sibling_a.html").read_bytes()
 ROUTES: dict[str, str] = {
@@ -115,10 +136,12 @@ ROUTES: dict[str, str] = {
     "/tag/python/": "tag_page.html",
     "/spa/never/": "js_never_renders.html",
     "/spa-blog/": "js_rendered_listing.html",
+    "/feed.xml": "feed.xml",
 }
 ITEMS = {"/2024/02/idempotent-loads/", "/2024/01/late-data/", "/2023/11/backfills/",
          "/2023/09/alerting-on-freshness/", "/2021/05/profiling/", "/2021/08/packaging/",
-         "/spa-blog/one/", "/spa-blog/two/", "/spa-blog/three/"}
+         "/spa-blog/one/", "/spa-blog/two/", "/spa-blog/three/", "/2020/06/feed-only-post/",
+         "/2020/07/another-feed-post/"}
 REGISTERED = list(ROUTES)
 SIBLINGS = {"/2021/03/bounded-queues/", "/2021/06/shedding-load/", "/2022/01/retry-storms/",
             "/2023/03/contracts/", "/2022/04/kafka-lag/"}
@@ -134,7 +157,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_error(404)
             return
         self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        xml = self.path.endswith(".xml")
+        self.send_header("Content-Type", "application/rss+xml" if xml else "text/html; charset=utf-8")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -166,9 +190,10 @@ def test_every_registered_link_yields_a_document_or_a_failure(crawled):
     """Articles and pages with words of their own give a document or a failure; a listing
     without prose of its own (the script-built one) gives its items instead."""
     docs, failures = crawled
-    for path in set(REGISTERED) - {"/spa-blog/"}:
+    for path in set(REGISTERED) - {"/spa-blog/", "/feed.xml"}:
         assert (path in docs) != (path in failures), (path, sorted(docs), failures)
-    assert "/spa-blog/" not in docs and "/spa-blog/" not in failures
+    for listing in ("/spa-blog/", "/feed.xml"):
+        assert listing not in docs and listing not in failures
 
 
 def test_an_article_linking_its_siblings_is_stored_and_pulls_nothing_in(crawled):
@@ -202,3 +227,11 @@ def test_a_page_that_never_renders_is_a_recorded_failure_not_loading(crawled):
 def test_a_listing_built_by_javascript_is_rendered_before_it_is_judged(crawled):
     docs, _ = crawled
     assert {"/spa-blog/one/", "/spa-blog/two/", "/spa-blog/three/"} <= set(docs)
+
+
+def test_a_registered_feed_expands_to_its_entries(crawled):
+    docs, failures = crawled
+    assert "/feed.xml" not in failures
+    # in feed order, tracking parameters dropped, the talk on another site left out
+    assert {"/2020/06/feed-only-post/", "/2020/07/another-feed-post/"} <= set(docs)
+    assert not any("conference" in path for path in docs)

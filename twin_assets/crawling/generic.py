@@ -7,7 +7,8 @@ fetched to decide is reused, not fetched again. A listing that also has real pro
 (a home page with an about text) is kept as a document too, without its items, so expanding a
 page never loses its own words. A page whose HTML shows only a placeholder ("Loading…") is
 rendered before it is judged. An index that runs scripts may load older posts as it is
-scrolled, so it is then rendered and scrolled too (`fetch_listing`).
+scrolled, so it is then rendered and scrolled too (`fetch_listing`). A registered RSS/Atom
+feed is a listing of its entries on the author's site.
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ from __future__ import annotations
 from dataclasses import replace
 
 from twin_assets.crawling.base import CrawlContext, CrawlTarget
-from twin_assets.crawling.listing import read_listing, without_items
+from twin_assets.crawling.errors import NoContent
+from twin_assets.crawling.http_fetch import HTML_TYPES
+from twin_assets.crawling.listing import (
+    FEED_TYPES,
+    feed_entries,
+    is_feed,
+    looks_like_feed_url,
+    read_listing,
+    without_items,
+)
+from twin_assets.crawling.page import FetchedPage
 from twin_assets.crawling.urls import normalize_url
 from twin_assets.crawling.web import WebArticleCrawler
 from twin_assets.domain.documents import AuthorLink, Platform
@@ -33,7 +44,15 @@ class GenericArticleCrawler(WebArticleCrawler):
     locate_main = True  # readability-lxml finds the content; the selectors above are the fallback
 
     def expand(self, link: AuthorLink, ctx: CrawlContext) -> list[CrawlTarget]:
-        page = self.rendered_if_needed(self.fetch(link.url, ctx), ctx)
+        if looks_like_feed_url(link.url):
+            # Served as XML, which a page fetch refuses; a browser would show it as a tree.
+            first = ctx.fetcher.get(link.url, accept=(*HTML_TYPES, *FEED_TYPES))
+            self.check_page(first)
+        else:
+            first = self.fetch(link.url, ctx)
+        if is_feed(first.html):
+            return self.feed_targets(first, link, ctx)
+        page = self.rendered_if_needed(first, ctx)
         verdict = read_listing(page.html, page.final_url, link.url)
         if not verdict.is_listing:
             ctx.log.debug("%s is an article (%s)", page.final_url, verdict.reason)
@@ -56,3 +75,11 @@ class GenericArticleCrawler(WebArticleCrawler):
         targets += [CrawlTarget(url=u, link=link) for u in items[: ctx.settings.max_listing_items]
                     if normalize_url(u) != own_key]
         return targets
+
+    def feed_targets(self, feed: FetchedPage, link: AuthorLink, ctx: CrawlContext) -> list[CrawlTarget]:
+        """A registered RSS/Atom feed: its entries on the author's site, in feed order."""
+        urls = feed_entries(feed.html, feed.final_url, link.url)
+        if not urls:
+            raise NoContent(f"feed {feed.final_url} has no entries on {link.url}'s site")
+        ctx.log.info("%s is a feed of %d entries", feed.final_url, len(urls))
+        return [CrawlTarget(url=u, link=link) for u in urls[: ctx.settings.max_listing_items]]

@@ -213,3 +213,49 @@ def without_items(html: str, verdict: ListingVerdict) -> str:
         if position < len(tags) and tags[position].parent is not None:
             tags[position].decompose()
     return str(soup)
+
+
+# -- feeds -------------------------------------------------------------------------------------
+FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/xml", "text/xml",
+              "application/rdf+xml")
+_FEED_PATH = re.compile(r"(?:\.(?:xml|rss|atom)|/(?:feed|rss|atom)(?:\.\w+)?)/?$", re.IGNORECASE)
+_FEED_ROOT = re.compile(r"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(?:rss|feed|rdf:RDF)\b",
+                        re.IGNORECASE | re.DOTALL)
+
+
+def looks_like_feed_url(url: str) -> bool:
+    """A URL named like an RSS/Atom feed (/feed/, /rss.xml, /atom.xml, /index.xml)."""
+    return bool(_FEED_PATH.search(urlsplit(url).path))
+
+
+def is_feed(text: str) -> bool:
+    """Whether a fetched document is an RSS or Atom feed rather than a page."""
+    return bool(_FEED_ROOT.match(text[:4000]))
+
+
+def feed_entries(text: str, feed_url: str, registered_url: str) -> list[str]:
+    """The entry links of an RSS/Atom feed on the registered site, in feed order."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(text, "xml")
+    urls: list[str] = []
+    for entry in soup.find_all(["item", "entry"]):
+        href = None
+        for link in entry.find_all("link", recursive=False):
+            rel = link.get("rel") or "alternate"
+            if link.get("href") and rel == "alternate":
+                href = str(link["href"])
+                break
+            if link.string and link.string.strip():
+                href = link.string.strip()
+                break
+        if href is None and (guid := entry.find("guid")) is not None and guid.string and \
+                str(guid.get("isPermaLink", "true")).lower() == "true":
+            href = guid.string.strip()
+        if not href:
+            continue
+        url = normalize_url(urljoin(feed_url, href))
+        if urlsplit(url).scheme in ("http", "https") and same_site(url, registered_url) and \
+                url not in urls:
+            urls.append(url)
+    return urls
