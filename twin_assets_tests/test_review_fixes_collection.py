@@ -1,7 +1,8 @@
 """Collection bookkeeping over several crawls: pruning links that left the registry, the failure
 table following the latest crawl, and cleaning that never drops a document on an empty re-fetch.
 
-The crawl itself is faked (`twin_assets.collect.crawl_author` returns a prepared CrawlReport), so
+The crawl itself is faked (`twin_assets.collect.crawl_author` hands out a prepared CrawlReport's
+documents and failures through its callbacks and returns it), so
 these run against the real warehouse with no browser and no network.
 """
 
@@ -62,9 +63,15 @@ def crawl(monkeypatch):
     class FakeCrawl:
         report: CrawlReport | None = None
 
-        def __call__(self, who: Author, settings: CrawlSettings, log=None) -> CrawlReport:
+        def __call__(self, who: Author, settings: CrawlSettings, log=None, *, on_document=None,
+                     on_failure=None) -> CrawlReport:
             assert who.id == self.report.author_id
-            return self.report.model_copy(deep=True)
+            report = self.report.model_copy(deep=True)
+            for document in report.documents:  # handed out one by one, as the real crawl does
+                on_document(document)
+            for failure_ in report.failures:
+                on_failure(failure_)
+            return report
 
     fake = FakeCrawl()
     monkeypatch.setattr(collect, "crawl_author", fake)

@@ -142,6 +142,9 @@ class BrowserRenderer:
             except PlaywrightError:
                 pass  # body unavailable (e.g. after a client-side navigation); the DOM is checked
             html = page.content()
+            # A script or meta-refresh navigation refused meanwhile leaves Chromium's error page.
+            route.raise_if_blocked(page)
+            check_web_url(page.url, s, self.http.allow)
             if len(html.encode("utf-8", errors="ignore")) > s.max_page_bytes:
                 raise TooLarge(f"{final_url} rendered to more than {s.max_page_bytes} bytes")
             self.pages_rendered += 1

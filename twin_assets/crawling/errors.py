@@ -64,3 +64,9 @@ class GitError(CrawlError):
 
 class ExportError(CrawlError):
     kind = "export_error"
+
+
+class NotHtml(CrawlError):
+    """The server called it a page (text/html, text/plain) but sent a binary file."""
+
+    kind = "not_html"

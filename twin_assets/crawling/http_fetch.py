@@ -4,8 +4,12 @@ The client connects through `safety.GuardedTransport`, which checks the address 
 dials, so DNS rebinding cannot slip a private address in between the URL check and the
 connection; it never follows redirects (`redirects.follow_redirects` checks every hop) and
 ignores proxies from the environment (a proxy would connect out of reach of that check).
-Bodies are read under a byte cap and a deadline: Content-Length is believed only when it
-already says too much, and the bytes actually received are counted.
+Bodies are read under a byte cap: Content-Length is believed only when it already says too
+much, and the bytes actually received are counted. Every fetch runs under one hard wall-clock
+deadline (`page_timeout_s`, redirects included) that bounds connecting, the headers and the
+body alike (`safety.HardDeadline`): a server trickling its headers a byte at a time fails as
+a timeout instead of holding the crawl. A body that is a binary file whatever its declared
+type (a PDF served as text/html) is refused as `not_html` (`sniff`).
 """
 
 from __future__ import annotations
@@ -15,11 +19,20 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from twin_assets.crawling.errors import FetchTimeout, HttpStatusError, NetworkError, NoContent, TooLarge
+from twin_assets.crawling.errors import (
+    CrawlError,
+    FetchTimeout,
+    HttpStatusError,
+    NetworkError,
+    NoContent,
+    NotHtml,
+    TooLarge,
+)
 from twin_assets.crawling.page import FetchedPage
 from twin_assets.crawling.redirects import Redirect, follow_redirects, redirect_target
-from twin_assets.crawling.safety import AllowList, DomainRateLimiter, GuardedTransport
+from twin_assets.crawling.safety import AllowList, DomainRateLimiter, GuardedTransport, HardDeadline
 from twin_assets.crawling.settings import CrawlSettings
+from twin_assets.crawling.sniff import binary_reason
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 JSON_TYPES = ("application/json", "text/json", "application/octet-stream", "text/plain")
@@ -50,6 +63,8 @@ class GuardedHttp:
         self.settings = settings
         self.allow = allow
         self.limiter = limiter
+        # Every request of the client runs under the deadlines opened here (`deadline.within`).
+        self.deadline = HardDeadline()
         self._client: httpx.Client | None = None
 
     @property
@@ -58,7 +73,7 @@ class GuardedHttp:
             t = self.settings.page_timeout_s
             self._client = httpx.Client(
                 # Connects only to addresses that pass the SSRF rules, checked at connect time.
-                transport=GuardedTransport(self.allow),
+                transport=GuardedTransport(self.allow, deadline=self.deadline),
                 follow_redirects=False,  # every hop is re-checked by hand
                 timeout=httpx.Timeout(t, connect=min(t, 10.0)),
                 headers={"User-Agent": self.settings.user_agent,
@@ -94,6 +109,9 @@ class GuardedHttp:
                         raise NoContent(f"{current} is {ctype}, not a page we can read")
                     body = read_capped(resp, current, s.max_page_bytes, deadline, s.page_timeout_s)
                     encoding = resp.charset_encoding or "utf-8"
+                    why = binary_reason(body, resp.charset_encoding)
+                    if why:
+                        raise NotHtml(f"{current} is served as {ctype or 'a page'} but {why}")
                     try:
                         text = body.decode(encoding, errors="replace")
                     except LookupError:
@@ -103,5 +121,8 @@ class GuardedHttp:
                 raise FetchTimeout(f"timed out after {s.page_timeout_s}s fetching {current}") from exc
             except httpx.TransportError as exc:
                 raise NetworkError(f"network error fetching {current}: {exc}") from exc
+            except httpx.InvalidURL as exc:
+                raise CrawlError(f"malformed URL {current!r}: {exc}", kind="malformed") from exc
 
-        return follow_redirects(url, s, self.allow, hop)
+        with self.deadline.within(s.page_timeout_s):
+            return follow_redirects(url, s, self.allow, hop)

@@ -24,7 +24,9 @@ class CrawlSettings(BaseModel):
     """Everything a crawl is allowed to do. Defaults are the safe production values."""
 
     # SSRF allow-list: host names, IP addresses or CIDRs that may be fetched even though they
-    # resolve to private/loopback addresses (a local demo site, an intranet blog).
+    # resolve to private/loopback addresses (a local demo site, an intranet blog). Each may
+    # name one port (`127.0.0.1:8765`, `[::1]:8080`, `blog.internal:8080`), which is
+    # recommended: an entry without a port admits every port of that host (its database too).
     allow_hosts: list[str] = Field(default_factory=list)
     # Local git repositories (paths, file:// URLs) and data exports may only be read when
     # explicitly allowed: otherwise a registered link could read any file on the crawler's machine.

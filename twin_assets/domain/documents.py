@@ -188,6 +188,7 @@ FailureKind = Literal[
     "no_content",
     "login_wall",
     "too_large",
+    "not_html",  # served as a page, but the bytes are a binary file (PDF, ZIP, image, ...)
     "malformed",
     "network_error",
     "git_error",
