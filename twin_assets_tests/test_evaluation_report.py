@@ -217,7 +217,9 @@ def test_damaged_adapter_fails_the_gate_naming_the_metrics(trained, warehouse):
     judge_rows = [r.data for r in table if r.data["metric"].startswith("judge")]
     assert judge_rows and all(r["dpo"] == "not configured" for r in judge_rows)
     # the damaged candidate was not approved
-    approved = json.loads((models / "aliases" / "approved.json").read_text())["version"] if (
-        models / "aliases" / "approved.json"
-    ).exists() else None
+    approved = (
+        json.loads((models / "aliases" / "approved.json").read_text())["version"]
+        if (models / "aliases" / "approved.json").exists()
+        else None
+    )
     assert approved != damaged
