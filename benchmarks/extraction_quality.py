@@ -14,6 +14,8 @@ This project's extraction is scored through its real crawler: every page is serv
 local HTTP server on 127.0.0.1 and registered as one author's link, and `crawl_author` crawls
 them all (dispatcher, fetch, SSRF guard, listing detection, extraction), exactly as the
 `raw_documents` asset does. A registered page that yields no document counts as "no output".
+A document is scored on its body: the "# <title>" line it starts with is left out, as the
+title is stored apart and no other extractor's output (nor the ground truth) holds it.
 trafilatura and readability-lxml run on the same HTML in the same process.
 
 Metrics (as in the Scrapinghub benchmark's evaluate.py): text is split into `\\w+` tokens,
@@ -214,6 +216,14 @@ class _PageHandler(BaseHTTPRequestHandler):
         pass
 
 
+def article_body(content: str, title: str | None) -> str:
+    """The document's text without the "# <title>" line the crawler writes first: the title is
+    stored apart (`RawDocument.title`), and the ground truth, trafilatura and readability are
+    all article bodies without the headline, so it is compared like with like."""
+    head = f"# {title}\n" if title else None
+    return content[len(head):].lstrip("\n") if head and content.startswith(head) else content
+
+
 def run_twin(pages: list[Page], browser_mode: str) -> tuple[dict[str, str], dict]:
     """Crawl every page through `crawl_author`, from a local server, as one author's links."""
     from twin_assets.crawling import CrawlSettings, crawl_author
@@ -238,7 +248,7 @@ def run_twin(pages: list[Page], browser_mode: str) -> tuple[dict[str, str], dict
     outputs: dict[str, str] = {}
     for p in pages:
         doc = by_link.get(url_of[p.key]) or by_link.get(url_of[p.key] + "/")
-        outputs[p.key] = doc.content if doc is not None else ""
+        outputs[p.key] = article_body(doc.content, doc.title) if doc is not None else ""
     registered = set(url_of.values())
     stats = {
         "seconds": round(time.monotonic() - started, 1),

@@ -6,7 +6,12 @@ from __future__ import annotations
 from bs4 import BeautifulSoup, Tag
 
 
-def soup_of(html: str) -> BeautifulSoup:
+def soup_of(html: str, *, keep_whitespace: bool = False) -> BeautifulSoup:
+    """The parsed page. BeautifulSoup shrinks every whitespace-only string outside `<pre>` to
+    one space, which flattens the indentation of code rendered one `<div>` per line (`<td
+    class="blob-code">    <span>...`); `keep_whitespace` keeps every string as written."""
+    if keep_whitespace:
+        return BeautifulSoup(html, "lxml", preserve_whitespace_tags={"html", "pre", "textarea"})
     return BeautifulSoup(html, "lxml")
 
 
