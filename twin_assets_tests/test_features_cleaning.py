@@ -124,3 +124,24 @@ def test_lineage_hashes_and_determinism():
 def test_document_with_only_boilerplate_is_rejected_clearly():
     with pytest.raises(EmptyAfterCleaning):
         clean_document(post("🚀🔥\nFollow\n…see more"))
+
+
+def test_tables_and_quotes_keep_one_line_per_row_in_reading_order():
+    """A WordPress post with a table: every row stays a Markdown table row after cleaning."""
+    table = "| retriever | recall@10 |\n| --- | --- |\n| BM25 | 0.61 |\n| dense (MiniLM) | 0.72 |"
+    doc = RawDocument(
+        author_id="ada", platform=Platform.WEB, category=Category.ARTICLES,
+        link="https://ada.dev/bm25", title="BM25 against dense", content="ignored when blocks exist",
+        blocks=[
+            Block(kind="paragraph", text="I ran both retrievers over the same tickets."),
+            Block(kind="table", text=table),
+            Block(kind="paragraph", text="Recall and latency on the ticket set."),
+            Block(kind="quote", text="Measure first.\n\nThen tune."),
+            Block(kind="paragraph", text="The hybrid wins on recall."),
+        ],
+    )
+    content = clean_document(doc).content
+    assert table in content
+    assert "> Measure first.\n>\n> Then tune." in content
+    assert content.index("same tickets") < content.index("| BM25 |") < content.index("Recall and latency")
+    assert content.index("Then tune") < content.index("The hybrid wins")

@@ -34,7 +34,7 @@ from twin_assets.text.repo_files import (
 )
 from twin_assets.text.tracking import TRACKING_PARAM_RE
 
-CLEANER_VERSION = "1"
+CLEANER_VERSION = "2"  # 2: table rows and quote lines kept one per line
 
 # -- unicode -----------------------------------------------------------------------------------
 
@@ -193,18 +193,27 @@ def clean_post(text: str) -> str:
 
 
 _LIST_RE = re.compile(r"^\s*([-*+•]|\d+[.)])\s+")
+# A Markdown table row ("| a | b |") and a quote line ("> text"): each stays a line of its own.
+_TABLE_ROW_RE = re.compile(r"^\s*\|.*\|\s*$")
+_QUOTE_LINE_RE = re.compile(r"^\s*>")
+
+
+def _own_line(line: str) -> bool:
+    return bool(_LIST_RE.match(line) or HEADING_RE.match(line) or _TABLE_ROW_RE.match(line)
+                or _QUOTE_LINE_RE.match(line))
 
 
 def _clean_paragraph(lines: list[str]) -> list[str]:
-    """One paragraph: list items stay on their own lines, other lines are joined with spaces."""
+    """One paragraph: list items, table rows and quote lines stay on their own lines, other
+    lines are joined with spaces."""
     out: list[str] = []
     for line in lines:
-        if is_boilerplate(line):
+        if not _TABLE_ROW_RE.match(line) and is_boilerplate(line):
             continue
         line = _clean_prose_line(strip_emoji(line))
         if not line:
             continue
-        if _LIST_RE.match(line) or not out or HEADING_RE.match(line) or HEADING_RE.match(out[-1]):
+        if not out or _own_line(line) or HEADING_RE.match(out[-1]) or _TABLE_ROW_RE.match(out[-1]):
             out.append(_LIST_RE.sub(lambda m: "- " if not m.group(1)[0].isdigit() else m.group(0).strip() + " ", line, count=1))
         else:
             out[-1] = f"{out[-1]} {line}"
