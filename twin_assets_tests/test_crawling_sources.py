@@ -93,7 +93,7 @@ def test_git_crawler_keeps_own_files_byte_for_byte_and_skips_clutter(sample_repo
     assert "src/chunkwise/splitter.py" in paths and "README.md" in paths and "pyproject.toml" in paths
     for skipped in ("vendor/sixlib/six.py", "node_modules/left-pad/index.js", "package-lock.json",
                     "docs/_build/html/index.html", "assets/logo.min.js", "assets/logo.png",
-                    "src/chunkwise/_version_generated.py", "huge.txt"):
+                    "src/chunkwise/_version_generated.py", "huge.txt", ".gitignore"):
         assert skipped not in paths, skipped
     for f in doc.files:
         assert f.content.encode() == (sample_repo / f.path).read_bytes(), f.path
@@ -123,6 +123,7 @@ def test_local_git_is_refused_unless_allowed_and_failures_are_recorded(sample_re
     report = crawl_author(Author(id="maya", full_name="M", links=[
         AuthorLink(url=str(not_a_repo), kind=SourceKind.GIT)]), SETTINGS, LOG)
     assert [f.kind for f in report.failures] == ["git_error"]
+    assert "fatal:" in report.failures[0].reason  # git's own message, not the tail of its last line
 
 
 def test_github_user_expands_to_own_non_fork_repos_via_the_api(tmp_path):

@@ -6,7 +6,13 @@ A repository is cloned with `git clone --depth 1` into a temporary directory und
 with only the https transport enabled (plus file:// for local sources when the operator allows
 them) and redirects disabled. Its text files are kept byte-for-byte; binaries, vendored and
 generated code, symlinks and files over the size limits are skipped, because none of them is
-the author's own writing.
+the author's own writing. Credential-like files (`.env`, `*.pem`, `*credentials*.json`, a
+service-account key, ...) are never read into a document, placeholders included; dot-files and
+dot-directories (tool configuration) and SVG images are skipped too. Notebooks are read as their
+code and Markdown cells (`text.notebooks`), never as raw JSON with outputs.
+
+The document's `files` are what the later stages use; its `content` is only a readable rendering
+of them (`==> path <==` headers) for people looking at the raw record, never cleaned or chunked.
 """
 
 from __future__ import annotations
@@ -25,10 +31,13 @@ from twin_assets.crawling.safety import check_git_url, git_pinned_resolve
 from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.crawling.urls import path_segments
 from twin_assets.domain.documents import AuthorLink, Platform, RawDocument, RepoFile, SourceKind
+from twin_assets.text.notebooks import NOTEBOOK_SUFFIX, MalformedNotebook, notebook_to_text
 from twin_assets.text.repo_files import (
     CRAWLER_GENERATED_SUFFIXES,
     CRAWLER_LOCK_FILES,
     CRAWLER_SKIP_DIRS,
+    credential_reason,
+    hygiene_reason,
 )
 
 _GENERATED_MARKER = re.compile(
@@ -37,16 +46,54 @@ _GENERATED_MARKER = re.compile(
     re.IGNORECASE,
 )
 LANGUAGES = {
-    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript",
-    ".ts": "typescript", ".tsx": "typescript", ".jsx": "javascript", ".go": "go", ".rs": "rust",
-    ".java": "java", ".kt": "kotlin", ".scala": "scala", ".rb": "ruby", ".php": "php",
-    ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp", ".cs": "csharp",
-    ".swift": "swift", ".sh": "bash", ".bash": "bash", ".sql": "sql", ".md": "markdown",
-    ".rst": "rst", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml", ".json": "json",
-    ".html": "html", ".css": "css", ".ipynb": "json", ".r": "r", ".jl": "julia", ".lua": "lua",
-    ".txt": "text", ".cfg": "ini", ".ini": "ini", "dockerfile": "dockerfile", "makefile": "make",
+    ".py": "python",
+    ".pyi": "python",
+    ".js": "javascript",
+    ".mjs": "javascript",
+    ".ts": "typescript",
+    ".tsx": "typescript",
+    ".jsx": "javascript",
+    ".go": "go",
+    ".rs": "rust",
+    ".java": "java",
+    ".kt": "kotlin",
+    ".scala": "scala",
+    ".rb": "ruby",
+    ".php": "php",
+    ".c": "c",
+    ".h": "c",
+    ".cc": "cpp",
+    ".cpp": "cpp",
+    ".hpp": "cpp",
+    ".cs": "csharp",
+    ".swift": "swift",
+    ".sh": "bash",
+    ".bash": "bash",
+    ".sql": "sql",
+    ".md": "markdown",
+    ".rst": "rst",
+    ".toml": "toml",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".json": "json",
+    ".html": "html",
+    ".css": "css",
+    ".r": "r",
+    ".jl": "julia",
+    ".lua": "lua",
+    ".txt": "text",
+    ".cfg": "ini",
+    ".ini": "ini",
+    "dockerfile": "dockerfile",
+    "makefile": "make",
 }
 _GITHUB_HOSTS = frozenset({"github.com", "www.github.com"})
+# A notebook's outputs may be most of its bytes: its JSON is read up to this multiple of the file
+# limit, and what is kept (its cells) must then fit the file limit itself.
+NOTEBOOK_RAW_FACTOR = 16
+# How much of git's error a failure keeps: enough for its `fatal:` lines, bounded for the report.
+GIT_ERROR_CHARS = 500
+_GIT_MEANINGFUL = re.compile(r"^\s*(fatal|error|remote|ERROR)\b", re.IGNORECASE)
 
 
 def language_of(path: str) -> str | None:
@@ -60,11 +107,13 @@ def skip_reason(rel_path: str, data: bytes, settings: CrawlSettings) -> str | No
     """Why a repository file is not the author's writing (None: keep it)."""
     parts = rel_path.split("/")
     name = parts[-1].lower()
+    if reason := hygiene_reason(rel_path):  # by name: such a file is never even decoded
+        return reason
     if any(p.lower() in CRAWLER_SKIP_DIRS for p in parts[:-1]):
         return "vendored or build directory"
     if name in CRAWLER_LOCK_FILES or name.endswith(CRAWLER_GENERATED_SUFFIXES):
         return "lock file or generated artefact"
-    if len(data) > settings.max_repo_file_bytes:
+    if len(data) > settings.max_repo_file_bytes and not name.endswith(NOTEBOOK_SUFFIX):
         return f"larger than {settings.max_repo_file_bytes} bytes"
     if b"\x00" in data[:8192]:
         return "binary"
@@ -72,12 +121,32 @@ def skip_reason(rel_path: str, data: bytes, settings: CrawlSettings) -> str | No
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return "not UTF-8 text"
+    if reason := credential_reason(rel_path, text):
+        return reason
     head = "\n".join(text.splitlines()[:5])
     if _GENERATED_MARKER.search(head):
         return "generated (header marker)"
     if name.endswith((".js", ".css")) and text.count("\n") <= 2 and len(text) > 2000:
         return "minified"
     return None
+
+
+def read_file(rel_path: str, data: bytes, settings: CrawlSettings) -> tuple[RepoFile | None, str | None]:
+    """(the kept file, None) or (None, why it is skipped). Notebooks become their cells' text."""
+    if reason := skip_reason(rel_path, data, settings):
+        return None, reason
+    text = data.decode("utf-8")
+    language = language_of(rel_path)
+    if rel_path.lower().endswith(NOTEBOOK_SUFFIX):
+        try:
+            text, language = notebook_to_text(text)
+        except MalformedNotebook as exc:
+            return None, f"malformed notebook ({exc})"[:200]
+        if not text.strip():
+            return None, "notebook without code or Markdown cells"
+        if len(text.encode()) > settings.max_repo_file_bytes:
+            return None, f"notebook cells larger than {settings.max_repo_file_bytes} bytes"
+    return RepoFile(path=rel_path, content=text, language=language, size=len(text.encode())), None
 
 
 def collect_files(root: Path, settings: CrawlSettings) -> tuple[list[RepoFile], dict[str, str]]:
@@ -87,37 +156,63 @@ def collect_files(root: Path, settings: CrawlSettings) -> tuple[list[RepoFile], 
     total = 0
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         rel_dir = Path(dirpath).relative_to(root).as_posix()
-        dirnames[:] = sorted(d for d in dirnames if d.lower() not in CRAWLER_SKIP_DIRS
-                             and not (Path(dirpath) / d).is_symlink())
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if d.lower() not in CRAWLER_SKIP_DIRS
+            and not d.startswith(".")
+            and not (Path(dirpath) / d).is_symlink()
+        )
         for name in sorted(filenames):
             full = Path(dirpath) / name
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
             if full.is_symlink() or not full.is_file():
                 skipped[rel] = "symlink or special file"
                 continue
-            if full.stat().st_size > settings.max_repo_file_bytes:
-                skipped[rel] = f"larger than {settings.max_repo_file_bytes} bytes"
+            if reason := hygiene_reason(rel):
+                skipped[rel] = reason  # never read: a credential's bytes stay on the disk
                 continue
-            data = full.read_bytes()
-            if reason := skip_reason(rel, data, settings):
-                skipped[rel] = reason
+            notebook = name.lower().endswith(NOTEBOOK_SUFFIX)
+            max_bytes = settings.max_repo_file_bytes * (NOTEBOOK_RAW_FACTOR if notebook else 1)
+            if full.stat().st_size > max_bytes:
+                skipped[rel] = f"larger than {max_bytes} bytes"
+                continue
+            file, reason = read_file(rel, full.read_bytes(), settings)
+            if file is None:
+                skipped[rel] = reason or "skipped"
                 continue
             if len(kept) >= settings.max_repo_files:
                 skipped[rel] = f"over the {settings.max_repo_files}-file limit"
                 continue
-            if total + len(data) > settings.max_repo_total_bytes:
+            if total + file.size > settings.max_repo_total_bytes:
                 skipped[rel] = f"over the {settings.max_repo_total_bytes}-byte repository limit"
                 continue
-            total += len(data)
-            kept.append(RepoFile(path=rel, content=data.decode("utf-8"), language=language_of(rel),
-                                 size=len(data)))
+            total += file.size
+            kept.append(file)
     kept.sort(key=lambda f: f.path)
     return kept, skipped
 
 
 def render_repository(files: list[RepoFile]) -> str:
-    return "\n".join(f"==> {f.path} <==\n{f.content}" + ("" if f.content.endswith("\n") else "\n")
-                     for f in files)
+    """A readable rendering of the files for the raw record; no later stage reads it as text."""
+    return "\n".join(
+        f"==> {f.path} <==\n{f.content}" + ("" if f.content.endswith("\n") else "\n") for f in files
+    )
+
+
+def git_error_reason(stderr: str, limit: int = GIT_ERROR_CHARS) -> str:
+    """git's own explanation, readable and bounded: its `fatal:`/`error:` lines (with the lines
+    that continue them), else every non-empty line; whitespace collapsed, capped at `limit`.
+
+    The last line alone is often the tail of a wrapped sentence ("and the repository exists.")."""
+    lines = [" ".join(line.split()) for line in stderr.splitlines()]
+    lines = [line for line in lines if line and not line.lower().startswith(("hint:", "warning:"))]
+    meaningful = [line for line in lines if _GIT_MEANINGFUL.match(line)]
+    if meaningful:  # keep the continuation lines of the first fatal/error message too
+        first = lines.index(meaningful[0])
+        lines = lines[first:]
+    text = " ".join(lines) or "unknown error (git wrote nothing)"
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _git_env(tmp: str) -> dict[str, str]:
@@ -154,8 +249,9 @@ class GithubCrawler(BaseCrawler):
         targets: list[CrawlTarget] = []
         page_no = 1
         while len(targets) < ctx.settings.max_listing_items:
-            data = ctx.fetcher.get_json(f"{api}/users/{user}/repos?type=owner&sort=updated"
-                                        f"&per_page=100&page={page_no}")
+            data = ctx.fetcher.get_json(
+                f"{api}/users/{user}/repos?type=owner&sort=updated&per_page=100&page={page_no}"
+            )
             if not isinstance(data, list):
                 raise CrawlError(f"unexpected GitHub API answer for {user}", kind="malformed")
             for repo in data:
@@ -167,8 +263,11 @@ class GithubCrawler(BaseCrawler):
                 # Only repositories of this user on the registered host: never leave their space.
                 if u.hostname != urlsplit(link.url).hostname or owner != [user]:
                     continue
-                targets.append(CrawlTarget(url=url.removesuffix(".git"), link=link,
-                                           meta={"description": repo.get("description")}))
+                targets.append(
+                    CrawlTarget(
+                        url=url.removesuffix(".git"), link=link, meta={"description": repo.get("description")}
+                    )
+                )
             if len(data) < 100:
                 break
             page_no += 1
@@ -191,22 +290,48 @@ class GithubCrawler(BaseCrawler):
             if source.startswith("file://"):
                 protocols += ["-c", "protocol.file.allow=always"]
             protocols += git_pinned_resolve(source, s)  # connect to the address checked here
-            cmd = ["git", *protocols, "-c", "http.followRedirects=false", "-c", "core.symlinks=false",
-                   "clone", "--depth", "1", "--single-branch", "--no-tags", "--quiet", source, str(dest)]
+            cmd = [
+                "git",
+                *protocols,
+                "-c",
+                "http.followRedirects=false",
+                "-c",
+                "core.symlinks=false",
+                "clone",
+                "--depth",
+                "1",
+                "--single-branch",
+                "--no-tags",
+                "--quiet",
+                source,
+                str(dest),
+            ]
             env = _git_env(tmp)
             try:
                 proc = subprocess.run(cmd, capture_output=True, text=True, timeout=s.git_timeout_s, env=env)
             except subprocess.TimeoutExpired as exc:
                 raise FetchTimeout(f"git clone of {target.url} took longer than {s.git_timeout_s}s") from exc
             if proc.returncode != 0:
-                msg = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-                raise GitError(f"git clone of {target.url} failed: {msg}")
-            log = subprocess.run(["git", "-C", str(dest), "log", "-1", "--format=%cI"],
-                                 capture_output=True, text=True, timeout=30, env=env)
+                raise GitError(
+                    f"git clone of {target.url} failed (exit {proc.returncode}): "
+                    f"{git_error_reason(proc.stderr)}"
+                )
+            log = subprocess.run(
+                ["git", "-C", str(dest), "log", "-1", "--format=%cI"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env=env,
+            )
             files, skipped = collect_files(dest, s)
         if skipped:
-            ctx.log.info("%s: kept %d files, skipped %d (%s)", target.url, len(files), len(skipped),
-                         ", ".join(f"{p}: {r}" for p, r in sorted(skipped.items())[:10]))
+            ctx.log.info(
+                "%s: kept %d files, skipped %d (%s)",
+                target.url,
+                len(files),
+                len(skipped),
+                ", ".join(f"{p}: {r}" for p, r in sorted(skipped.items())[:10]),
+            )
         if not files:
             raise NoContent(f"{target.url} has no text files of its own")
         name = [seg for seg in urlsplit(target.url).path.split("/") if seg][-1].removesuffix(".git")
