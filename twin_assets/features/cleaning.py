@@ -9,7 +9,9 @@ Cleaning is category-aware because the three kinds of writing break in different
   tracking parameters and `lnkd.in` redirectors;
 - code is never touched: every space and newline is meaningful, so repository files are kept
   byte-for-byte and only whole files that are not the author's writing (lock files, minified
-  or generated files, licences, binaries) are dropped.
+  or generated files, licences, binaries) are dropped, as are credential-like files, dot-files
+  and SVG (`text.repo_files.hygiene_reason`); a repository's cleaned `content` is empty (its
+  raw content only renders the files), notebooks are their code and Markdown cells.
 
 Everything here is a pure function of its input, so the same raw document always cleans to the
 same text and hash; `CLEANER_VERSION` is bumped whenever the rules change so the asset re-cleans.
@@ -27,14 +29,23 @@ from langdetect import DetectorFactory, LangDetectException, detect_langs
 from twin_assets.domain.documents import Category, RawDocument, RepoFile, sha256_text
 from twin_assets.domain.features import CleanedDocument
 from twin_assets.text.markdown import CLEANING_MARKDOWN, FENCE_RE, HEADING_RE, blocks_to_markdown
+from twin_assets.text.notebooks import (
+    NOTEBOOK_SUFFIX,
+    MalformedNotebook,
+    looks_like_notebook_json,
+    notebook_to_text,
+)
 from twin_assets.text.repo_files import (
     CLEANER_SKIP_DIRS,
     CLEANER_SKIP_FILE_NAMES,
     CLEANER_SKIP_SUFFIXES,
+    hygiene_reason,
 )
 from twin_assets.text.tracking import TRACKING_PARAM_RE
 
-CLEANER_VERSION = "2"  # 2: table rows and quote lines kept one per line
+CLEANER_VERSION = "3"  # 2: table rows and quote lines kept one per line
+# 3: repositories are their files only (no prose copy); credential-like files, dot-files and SVG
+#    dropped; notebooks read as their cells
 
 # -- unicode -----------------------------------------------------------------------------------
 
@@ -270,6 +281,8 @@ def code_file_verdict(file: RepoFile) -> FileVerdict:
     """Which repository files are the author's writing. Kept files are never modified."""
     parts = [p.lower() for p in file.path.replace("\\", "/").split("/")]
     name = parts[-1]
+    if reason := hygiene_reason(file.path, file.content):
+        return FileVerdict(False, reason)
     if any(p in CLEANER_SKIP_DIRS for p in parts[:-1]):
         return FileVerdict(False, "vendored or generated directory")
     if name in CLEANER_SKIP_FILE_NAMES or name.endswith(CLEANER_SKIP_SUFFIXES):
@@ -282,6 +295,43 @@ def code_file_verdict(file: RepoFile) -> FileVerdict:
     if len(file.content) > 2000 and len(file.content) / max(len(lines), 1) > 400:
         return FileVerdict(False, "minified")
     return FileVerdict(True)
+
+
+def notebook_as_cells(file: RepoFile) -> RepoFile | None:
+    """A notebook still in its JSON form (crawled before notebooks were read) as its cells' text
+    (the crawler's own rendering, `text.notebooks`); None when it is malformed or has no cells.
+    The one exception to "kept files are never modified": outputs are not the author's writing."""
+    if not file.path.lower().endswith(NOTEBOOK_SUFFIX) or not looks_like_notebook_json(file.content):
+        return file
+    try:
+        text, language = notebook_to_text(file.content)
+    except MalformedNotebook:
+        return None
+    if not text.strip():
+        return None
+    return file.model_copy(update={"content": text, "language": language, "size": len(text.encode())})
+
+
+_RENDERED_FILE_RE = re.compile(r"^==> (.+?) <==\n", re.MULTILINE)
+
+
+def is_rendering(content: str) -> bool:
+    """The crawler's `==> path <==` rendering of a repository's files (`crawling.github`)."""
+    return _RENDERED_FILE_RE.match(content) is not None
+
+
+def files_from_rendering(content: str) -> list[RepoFile]:
+    """The files of a repository document that carries only the crawler's `==> path <==`
+    rendering (no `files`): read back as files, so the code is never cleaned as prose."""
+    marks = list(_RENDERED_FILE_RE.finditer(content))
+    if not marks or content[: marks[0].start()].strip():
+        return []
+    out = []
+    for m, nxt in zip(marks, [*marks[1:], None]):
+        body = content[m.end() : nxt.start() if nxt else len(content)]
+        body = body[:-1] if nxt is not None and body.endswith("\n\n") else body  # the joining newline
+        out.append(RepoFile(path=m.group(1), content=body, size=len(body.encode())))
+    return out
 
 
 # -- language ----------------------------------------------------------------------------------
@@ -326,8 +376,15 @@ def clean_document(doc: RawDocument) -> CleanedDocument:
         source = blocks_to_markdown(doc.blocks, CLEANING_MARKDOWN) if doc.blocks else doc.content
         content = clean_markdown(source)
     else:
-        content = clean_markdown(doc.content) if doc.content.strip() else ""
-        files = [f for f in doc.files if code_file_verdict(f).keep]
+        # A repository is its files. The crawler's raw `content` renders those same files under
+        # `==> path <==` headers: cleaning it as Markdown would mangle the code and count it
+        # twice, so it is dropped (or read back as the files when a document carries no files).
+        # Any other content (a description) is prose.
+        rendered = is_rendering(doc.content)
+        source_files = doc.files or (files_from_rendering(doc.content) if rendered else [])
+        content = "" if rendered or not doc.content.strip() else clean_markdown(doc.content)
+        files = [nb for f in source_files if (nb := notebook_as_cells(f)) is not None]
+        files = [f for f in files if code_file_verdict(f).keep]
         files = sorted(files, key=lambda f: f.path)
     if not content.strip() and not files:
         raise EmptyAfterCleaning(f"{doc.link}: nothing left after cleaning")
