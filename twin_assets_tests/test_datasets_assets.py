@@ -63,7 +63,9 @@ def test_offline_build_is_versioned_and_stable(filled, instance, tmp_path):
     resources = {"warehouse": filled, "artifacts": artifacts, "llm": TextGeneratorResource()}
     result = _run([instruction_dataset, preference_dataset], resources, instance)
     assert result.success
-    assert set(_checks(result).values()) == {True} and len(_checks(result)) == 6
+    assert (
+        set(_checks(result).values()) == {True} and len(_checks(result)) == 8
+    )  # 3 blocking + no_failed_documents, each
     ins = _mat(result, "instruction_dataset")
     pref = _mat(result, "preference_dataset")
     v_ins = ins.metadata["version"].value

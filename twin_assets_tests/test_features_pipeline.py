@@ -256,7 +256,7 @@ def test_assets_and_checks_through_dagster(warehouse, qdrant, embedder):
         )
         assert result.success
         checks = result.get_asset_check_evaluations()
-        assert len(checks) == 4 and all(c.passed for c in checks)
+        assert len(checks) == 7 and all(c.passed for c in checks)  # 4 invariants + no_failed_documents x3
         mats = {m.asset_key.path[-1]: m for m in result.get_asset_materialization_events()}
         meta = mats["chunks"].materialization.metadata
         assert (

@@ -10,7 +10,9 @@ sections, posts whole, repositories by top-level functions/classes (Python) or w
 from __future__ import annotations
 
 import ast
+import bisect
 import re
+from collections.abc import Callable, Sequence
 from pathlib import PurePosixPath
 from typing import Literal
 
@@ -70,9 +72,12 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
 
 
-def pack_units(units: list[str], min_chars: int, max_chars: int, sep: str) -> list[str]:
-    """Greedy packing of paragraphs into pieces of [min_chars, max_chars]; an oversize paragraph
-    is packed by its sentences; a too-short tail joins the previous piece if that still fits."""
+def _greedy(
+    units: Sequence[str], min_chars: int, max_chars: int, sep: str, oversize: Callable[[str], list[str]]
+) -> list[str]:
+    """Greedy packing of units into pieces of at most `max_chars`; a unit longer than that is
+    cut by `oversize` into pieces of its own; a too-short tail joins the previous piece if that
+    still fits."""
     pieces: list[str] = []
     current: list[str] = []
 
@@ -84,7 +89,7 @@ def pack_units(units: list[str], min_chars: int, max_chars: int, sep: str) -> li
     for unit in units:
         if len(unit) > max_chars:
             flush()
-            pieces.extend(pack_units(split_sentences(unit), min_chars, max_chars, " "))
+            pieces.extend(oversize(unit))
             continue
         if current and len(sep.join([*current, unit])) > max_chars:
             flush()
@@ -95,6 +100,75 @@ def pack_units(units: list[str], min_chars: int, max_chars: int, sep: str) -> li
         if len(merged) <= max_chars:
             pieces[-2:] = [merged]
     return pieces
+
+
+_SPACE = re.compile(r"\s")
+
+
+def cut_at_whitespace(text: str, min_chars: int, max_chars: int) -> list[str]:
+    """Exact slices of `text`, each at most `max_chars` long, for a run with no sentence end
+    inside the limit (a psql table pasted into a post, a log, a minified line): cut at the last
+    line break of the window when it keeps at least half of it, else at its last whitespace,
+    and a single token longer than the limit is cut hard. One pass, no recursion: the work
+    grows with the text, the stack does not. A too-short tail joins the previous piece if the
+    two still fit."""
+    text = text.strip()
+    max_chars = max(1, max_chars)
+    spaces = [m.start() for m in _SPACE.finditer(text)]
+    spans: list[tuple[int, int]] = []
+    start, n = 0, len(text)
+    while n - start > max_chars:
+        end = start + max_chars  # the piece is text[start:cut], cut <= end
+        line = text.rfind("\n", start + 1, end + 1)
+        i = bisect.bisect_right(spaces, end) - 1
+        space = spaces[i] if i >= 0 and spaces[i] > start else -1
+        if line >= start + max_chars // 2:
+            cut = line
+        elif space > start:
+            cut = space
+        else:
+            cut = end  # one token longer than the limit: hard cut
+        spans.append((start, cut))
+        # the next piece starts after the whitespace; from the start of its line when that run
+        # holds a line break, so a table row keeps its indentation
+        start, line_start = cut, -1
+        while start < n and text[start].isspace():
+            if text[start] == "\n":
+                line_start = start + 1
+            start += 1
+        if line_start >= 0:
+            start = line_start
+    if start < n:
+        spans.append((start, n))
+    trimmed: list[tuple[int, int]] = []
+    for a, b in spans:
+        while b > a and text[b - 1].isspace():
+            b -= 1
+        if b > a:
+            trimmed.append((a, b))
+    if len(trimmed) >= 2:
+        (a, _), (c, d) = trimmed[-2:]
+        if d - c < min_chars and d - a <= max_chars:
+            trimmed[-2:] = [(a, d)]
+    return [text[a:b] for a, b in trimmed]
+
+
+def pack_units(units: list[str], min_chars: int, max_chars: int, sep: str) -> list[str]:
+    """Greedy packing of paragraphs into pieces of [min_chars, max_chars]; an oversize paragraph
+    is packed by its sentences, an oversize sentence cut at whitespace (`cut_at_whitespace`);
+    a too-short tail joins the previous piece if that still fits.
+
+    Iterative by construction (three fixed levels: paragraphs, sentences, whitespace), never
+    recursive on the input: a 2,000-character paragraph without sentence punctuation once sent
+    this into infinite recursion and took the author's whole dataset down with it."""
+
+    def by_whitespace(sentence: str) -> list[str]:
+        return cut_at_whitespace(sentence, min_chars, max_chars)
+
+    def by_sentences(paragraph: str) -> list[str]:
+        return _greedy(split_sentences(paragraph), min_chars, max_chars, " ", by_whitespace)
+
+    return _greedy(units, min_chars, max_chars, sep, by_sentences)
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -160,7 +234,9 @@ def python_symbols(source: str) -> list[tuple[Literal["function", "class"], str,
     """(kind, name, docstring, source) of each top-level function/class, decorators included."""
     try:
         tree = ast.parse(source)
-    except SyntaxError:
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        # not Python, or nested/long beyond what the parser's stack takes (a generated
+        # `x = 1 + 1 + ...` module): cut the file like any other code file
         return []
     lines = source.splitlines()
     out: list[tuple[Literal["function", "class"], str, str, str]] = []

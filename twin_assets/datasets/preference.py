@@ -21,12 +21,13 @@ from twin_assets.datasets.instruction import (
     BuiltDataset,
     CurationParams,
     Funnel,
+    assign_isolated,
     curate_extracts,
     generate_instructions,
+    plus_counts,
     split_and_decontaminate,
 )
 from twin_assets.datasets.offline import offline_generic_answer
-from twin_assets.datasets.splitting import assign_documents
 from twin_assets.domain.datasets import PreferenceRow
 from twin_assets.domain.documents import Category
 from twin_assets.domain.features import CleanedDocument
@@ -134,17 +135,24 @@ def generate_rejected(
     funnel: Funnel,
 ) -> list[PreferenceRow]:
     if generator is None:
-        answers: list[str | None] = [offline_generic_answer(p, e.category, params.seed) for e, p in pairs]
+
+        def answer(ps: list[tuple[Extract, str]]) -> list[str | None]:
+            return [offline_generic_answer(p, e.category, params.seed) for e, p in ps]
+
     else:
-        gens = generator.generate_many(
-            [
-                [{"role": "system", "content": REJECTED_SYSTEM}, {"role": "user", "content": p}]
-                for _, p in pairs
-            ],
-            max_tokens=params.rejected_max_tokens,
-            allow_truncated=True,  # its voice is what DPO contrasts; training truncates anyway
-        )
-        answers = [g.text if g else None for g in gens]
+
+        def answer(ps: list[tuple[Extract, str]]) -> list[str | None]:
+            gens = generator.generate_many(
+                [
+                    [{"role": "system", "content": REJECTED_SYSTEM}, {"role": "user", "content": p}]
+                    for _, p in ps
+                ],
+                max_tokens=params.rejected_max_tokens,
+                allow_truncated=True,  # its voice is what DPO contrasts; training truncates anyway
+            )
+            return [g.text if g else None for g in gens]
+
+    pairs, answers, failed = funnel.isolated("rejected", pairs, answer)
     rows = []
     skipped = 0
     for (e, prompt), answer in zip(pairs, answers, strict=True):
@@ -162,7 +170,8 @@ def generate_rejected(
                 source_content_hash=e.content_hash,
             )
         )
-    funnel.record("rejected", len(rows), {"generation_skipped": skipped} if skipped else None)
+    dropped = plus_counts({"generation_skipped": skipped} if skipped else {}, failed)
+    funnel.record("rejected", len(rows), dropped or None)
     return rows
 
 
@@ -183,14 +192,14 @@ def build_preference_rows(
     funnel, exactly as `build_instruction_rows` does: with equal `params.split`, a document held
     out for evaluation is never a DPO training document, whichever pairs the filters drop."""
     params = params or PreferenceParams()
-    assignment = assign_documents(docs, params.split)
     funnel = Funnel()
-    extracts = curate_extracts(docs, params, funnel)
+    usable, assignment = assign_isolated(docs, params, funnel)
+    extracts = curate_extracts(usable, params, funnel)
     pairs = generate_instructions(extracts, prompt_generator, params, funnel)
     rows = generate_rejected(pairs, rejected_source, rejected_generator, params, funnel)
     sources = {d.id: document_texts(d) for d in docs}
-    r = preference_filter(rows, sources, params)
-    funnel.record(r.name, len(r.kept), r.dropped)
+    _, r, failed = funnel.isolated("pair_filter", rows, lambda rs: preference_filter(rs, sources, params))
+    funnel.record(r.name, len(r.kept), plus_counts(r.dropped, failed))
     train, test = split_and_decontaminate(r.kept, assignment, params, funnel, "chosen")
     name = rejected_source if rejected_generator is None else f"{rejected_source}:{rejected_generator.name}"
     return BuiltDataset(
@@ -200,4 +209,5 @@ def build_preference_rows(
         generator=f"prompts={prompt_generator.name}; rejected={name}",
         source_hashes=sorted({d.content_hash for d in docs}),
         split=assignment,
+        failures=funnel.raise_if_every_document_failed(docs),
     )

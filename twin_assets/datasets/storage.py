@@ -32,6 +32,7 @@ from twin_assets.domain.datasets import (
     SplitName,
     dataset_key,
 )
+from twin_assets.domain.features import DocumentFailure
 from twin_assets.domain.stores import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,27 @@ def load_card(
     if not artifacts.exists(key):
         return None
     return DatasetCard.model_validate(artifacts.get_json(key))
+
+
+def _failures_key(author_id: str, kind: DatasetKind) -> str:
+    return f"{dataset_key(author_id, kind)}/runs/last_failures.json"
+
+
+def save_failures(
+    artifacts: ArtifactStore, author_id: str, kind: DatasetKind, failures: Sequence[DocumentFailure]
+) -> None:
+    """What the last build skipped (empty when nothing). Kept beside the versions, not in a card:
+    a card is never rewritten, and a build that skipped a document must not let the next run
+    reuse its version as 'inputs unchanged' - the document is retried until it goes through."""
+    artifacts.put_json(_failures_key(author_id, kind), [f.model_dump(mode="json") for f in failures])
+
+
+def load_failures(artifacts: ArtifactStore, author_id: str, kind: DatasetKind) -> list[DocumentFailure]:
+    key = _failures_key(author_id, kind)
+    if not artifacts.exists(key):
+        return []
+    data = artifacts.get_json(key)
+    return [DocumentFailure.model_validate(f) for f in data] if isinstance(data, list) else []
 
 
 def load_split(

@@ -113,3 +113,60 @@ class RetrievedChunk(BaseModel):
         if self.file_path:
             where = f"{where} — {self.file_path}"
         return f"[{self.platform}] {where} <{self.link}>"
+
+
+REASON_LIMIT = 300
+
+
+def describe_error(exc: BaseException, limit: int = REASON_LIMIT) -> str:
+    """`Type: message` on one line, at most `limit` characters: readable in a metadata table
+    whatever the exception carries (a RecursionError's message, a pasted 50 kB payload)."""
+    message = " ".join(str(exc).split())
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class DocumentFailure(BaseModel):
+    """One document (or one extract of it) a stage could not process, and why.
+
+    A failing document never sinks the author's run: it is skipped, recorded here (shown in the
+    run's metadata and failing the stage's non-blocking `no_failed_documents` check), keeps what
+    an earlier successful run stored for it, and is not marked processed, so the next run tries
+    it again."""
+
+    document_id: str
+    link: str = ""
+    stage: str  # cleaning | chunking | embedding | loading | extraction | generation | curation | ...
+    reason: str  # exception type + message, bounded (see `describe_error`)
+    extract_id: str = ""  # datasets: the extract that failed; '' when the whole document did
+
+    @classmethod
+    def of(
+        cls, stage: str, exc: BaseException, document_id: str, link: str = "", extract_id: str = ""
+    ) -> DocumentFailure:
+        return cls(
+            document_id=document_id,
+            link=link,
+            stage=stage,
+            reason=describe_error(exc),
+            extract_id=extract_id,
+        )
+
+
+def failure_table(failures: list[DocumentFailure], limit: int = 20) -> str:
+    """A small markdown table of failures (document, stage, reason) for the Dagster UI."""
+    if not failures:
+        return "_no failed documents_"
+
+    def cell(text: str) -> str:
+        return " ".join(text.split()).replace("|", "\\|")
+
+    rows = ["| document | stage | reason |", "|---|---|---|"]
+    for f in failures[:limit]:
+        where = f.link or f.document_id
+        if f.extract_id:
+            where += f" (extract {f.extract_id})"
+        rows.append(f"| {cell(where)} | {f.stage} | {cell(f.reason)} |")
+    if len(failures) > limit:
+        rows.append(f"| … {len(failures) - limit} more | | |")
+    return "\n".join(rows)

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pydantic import BaseModel, Field
 
 from twin_assets.domain.documents import sha256_text
-from twin_assets.domain.features import Chunk, CleanedDocument
+from twin_assets.domain.features import Chunk, CleanedDocument, DocumentFailure
 from twin_assets.domain.stores import (
     ChunkManifest,
     ChunkStore,
@@ -46,7 +46,7 @@ from twin_assets.domain.stores import (
     point_id,
 )
 from twin_assets.features.chunking import CHUNKER_VERSION, ChunkingConfig, TokenBudget, chunk_document
-from twin_assets.features.cleaning import CLEANER_VERSION, EmptyAfterCleaning, clean_document
+from twin_assets.features.cleaning import CLEANER_VERSION, clean_document
 
 Log = Callable[[str], None]
 
@@ -62,7 +62,11 @@ def _batched(items: Sequence, size: int) -> Iterable[Sequence]:
 
 
 class StageStats(BaseModel):
-    """What one incremental run of a stage did (shown as asset metadata)."""
+    """What one incremental run of a stage did (shown as asset metadata).
+
+    `failed_documents`: the documents this run skipped because processing them raised, each
+    with its reason. They keep what an earlier run stored for them and are not marked
+    processed, so the next run tries them again; `failures` is the same as readable lines."""
 
     new: int = 0
     updated: int = 0
@@ -70,8 +74,44 @@ class StageStats(BaseModel):
     deleted: int = 0
     failed: int = 0
     failures: list[str] = Field(default_factory=list)
+    failed_documents: list[DocumentFailure] = Field(default_factory=list)
     changed_ids: list[str] = Field(default_factory=list)
     deleted_ids: list[str] = Field(default_factory=list)
+
+    def record_failure(self, failure: DocumentFailure, log: Log, kept: str) -> None:
+        """Count a skipped document; `kept` says what it keeps from earlier runs."""
+        self.failed += 1
+        self.failed_documents.append(failure)
+        self.failures.append(f"{failure.link or failure.document_id}: {failure.reason}; {kept}")
+        log(f"{failure.stage} failed, {kept}: {failure.link or failure.document_id}: {failure.reason}")
+
+    @property
+    def all_failed(self) -> bool:
+        """Documents failed and none is in a usable state (processed now or unchanged since a
+        successful run): the stage produced nothing, which is an error, not a warning."""
+        return self.failed > 0 and self.new + self.updated + self.unchanged == 0
+
+
+def load_each(
+    fetch: Callable[[Sequence[str]], Sequence[BaseModel]],
+    ids: Sequence[str],
+    stage: str,
+    stats: StageStats,
+    log: Log = _noop,
+) -> list:
+    """`fetch(ids)`, and when that raises (a stored document that no longer validates), each
+    id on its own: the malformed one is recorded as failed, the others are still processed."""
+    try:
+        return list(fetch(ids))
+    except Exception as batch_error:
+        log(f"loading {len(ids)} documents failed ({type(batch_error).__name__}): loading one by one")
+    out: list = []
+    for i in ids:
+        try:
+            out.extend(fetch([i]))
+        except Exception as exc:
+            stats.record_failure(DocumentFailure.of(stage, exc, i), log, "previous output kept")
+    return out
 
 
 def version_of(pairs: Iterable[tuple[str, str]], *salt: str) -> str:
@@ -93,20 +133,16 @@ def clean_author(store: DocumentStore, author_id: str, log: Log = _noop) -> Stag
     gone = [i for i in stored if i not in raw_hashes]
     log(f"cleaning {len(todo)} of {len(raw_hashes)} raw documents ({len(gone)} gone)")
     cleaned: list[CleanedDocument] = []
-    for doc in sorted(store.get_documents_by_id(todo), key=lambda d: d.id):
+    kept = "previous cleaned version kept"
+    for doc in sorted(load_each(store.get_documents_by_id, todo, "cleaning", stats, log), key=lambda d: d.id):
         try:
             cleaned.append(clean_document(doc))
-        except EmptyAfterCleaning as exc:
-            # Only a raw document that no longer exists is gone. One whose new content cleans to
-            # nothing is far more often a broken fetch (a consent wall, a changed layout) than
-            # an author who blanked a post: keep the previous version and its chunks/vectors.
-            stats.failed += 1
-            stats.failures.append(f"{exc}; previous cleaned version kept")
-            log(f"cleaning failed, previous version kept: {exc}")
-        except Exception as exc:  # one bad document never stops the others
-            stats.failed += 1
-            stats.failures.append(f"{doc.link}: {type(exc).__name__}: {exc}")
-            log(f"cleaning failed, previous version kept: {doc.link}: {exc}")
+        except Exception as exc:  # one bad document never stops the others (RecursionError too)
+            # `EmptyAfterCleaning` included: only a raw document that no longer exists is gone.
+            # One whose new content cleans to nothing is far more often a broken fetch (a
+            # consent wall, a changed layout) than an author who blanked a post: keep the
+            # previous version and its chunks/vectors.
+            stats.record_failure(DocumentFailure.of("cleaning", exc, doc.id, doc.link), log, kept)
     write = store.upsert_cleaned(cleaned)
     # same output under a new cleaner version: record the version so it is not re-cleaned again
     same = [d.id for d in cleaned if d.id not in write.new_ids and d.id not in write.updated_ids]
@@ -173,13 +209,13 @@ def chunk_author(
     gone = [i for i in manifests if i not in cleaned]
     stats.unchanged = len(cleaned) - len(todo)
     log(f"chunking {len(todo)} of {len(cleaned)} cleaned documents ({len(gone)} gone)")
-    for n, doc in enumerate(sorted(store.get_cleaned_by_id(todo), key=lambda d: d.id), 1):
+    docs = load_each(store.get_cleaned_by_id, todo, "chunking", stats, log)
+    for n, doc in enumerate(sorted(docs, key=lambda d: d.id), 1):
         try:
             chunks = chunk_document(doc, budget, config)
-        except Exception as exc:  # keep the previous chunks, carry on
-            stats.failed += 1
-            stats.failures.append(f"{doc.link}: {type(exc).__name__}: {exc}")
-            log(f"chunking failed, previous chunks kept: {doc.link}: {exc}")
+        except Exception as exc:  # keep the previous chunks (no manifest: retried next run)
+            failure = DocumentFailure.of("chunking", exc, doc.id, doc.link)
+            stats.record_failure(failure, log, "previous chunks kept")
             continue
         write_chunks(store, author_id, doc.id, chunks, fingerprint, doc.content_hash)
         if doc.id in manifests:
@@ -265,6 +301,28 @@ class _Writer:
             raise self.error
 
 
+def _embed_isolated(
+    embedder: Embedder, batch: Sequence[Chunk], failed: dict[str, DocumentFailure]
+) -> list[tuple[list[Chunk], object]]:
+    """(chunks, vectors) of one encoding batch. When the batch raises, each document's chunks
+    are encoded on their own, so one document the model cannot encode is recorded in `failed`
+    and the others of the batch are still embedded."""
+    try:
+        return [(list(batch), embedder.embed([c.content for c in batch]))]
+    except Exception:
+        pass
+    groups: dict[str, list[Chunk]] = {}
+    for c in batch:
+        groups.setdefault(c.document_id, []).append(c)
+    out: list[tuple[list[Chunk], object]] = []
+    for doc_id, group in groups.items():
+        try:
+            out.append((group, embedder.embed([c.content for c in group])))
+        except Exception as exc:
+            failed[doc_id] = DocumentFailure.of("embedding", exc, doc_id, group[0].link)
+    return out
+
+
 def embed_author(
     store: FeatureStore,
     index: VectorIndex,
@@ -277,6 +335,10 @@ def embed_author(
 
     A chunk id encodes (document, position, content), so a chunk whose id already has a point
     under the same model keeps its vector; only new ids are encoded, vanished ids are deleted.
+    A document whose chunks cannot be encoded is skipped (`failed_documents`): it keeps its
+    previous points and manifest (stale points of a changed document are deleted only once its
+    new ones are written), so retrieval still finds its earlier version and the next run
+    retries it.
     """
     stats = EmbedStats()
     model = embedder.model_name
@@ -305,64 +367,76 @@ def embed_author(
     todo = [d for d, m in chunk_manifests.items() if d not in valid or valid[d].chunks_hash != m.chunks_hash]
     stats.unchanged = len(chunk_manifests) - len(todo)
 
-    # -- deletions first: points of documents that are gone, and stale points of changed ones
-    stale: list[str] = []
-    for d in gone:
-        stale += manifests[d].point_ids
+    # -- deletions first: points of documents that are gone; stale points of changed documents
+    # go once their new points are written (below)
+    gone_points = [p for d in gone for p in manifests[d].point_ids]
     index.delete_documents(author_id, gone)  # by filter too: catches points a manifest missed
+    new_ids: dict[str, list[str]] = {}
+    old_ids: dict[str, set[str]] = {}
     to_embed_ids: list[str] = []
     for d in todo:
-        new_ids = [point_id(p) for p in chunk_manifests[d].chunk_ids]
-        old_ids = {point_id(p) for p in valid[d].point_ids} if d in valid else set()
-        stale += [p for p in old_ids if p not in set(new_ids)]
-        reuse = [p for p in new_ids if p in old_ids]
+        new_ids[d] = [point_id(p) for p in chunk_manifests[d].chunk_ids]
+        old_ids[d] = {point_id(p) for p in valid[d].point_ids} if d in valid else set()
+        reuse = [p for p in new_ids[d] if p in old_ids[d]]
         stats.chunks_reused += len(reuse)
-        to_embed_ids += [p for p in new_ids if p not in old_ids]
-        if d in manifests:
-            stats.updated += 1
-        else:
-            stats.new += 1
-    stats.points_deleted = index.delete_points(stale)
+        to_embed_ids += [p for p in new_ids[d] if p not in old_ids[d]]
+    stats.points_deleted = index.delete_points(gone_points)
     if gone:
         store.delete_embedding_manifests(gone)
     stats.deleted, stats.deleted_ids = len(gone), gone
-    stats.changed_ids = todo
 
     # Longest first, like SentenceTransformer.encode sorts one call's inputs: batches of similar
     # length waste no compute on padding (document order would pad most batches to the limit).
     chunks = sorted(get_chunks(store, author_id, to_embed_ids), key=lambda c: len(c.content), reverse=True)
-    log(
-        f"embedding {len(chunks)} chunks of {len(todo)} documents ({stats.chunks_reused} reused, {len(stale)} stale points deleted)"
-    )
+    log(f"embedding {len(chunks)} chunks of {len(todo)} documents ({stats.chunks_reused} reused)")
+    failed: dict[str, DocumentFailure] = {}
     writer = _Writer(index)
     try:
         for n, batch in enumerate(_batched(chunks, encode_batch), 1):
-            vectors = embedder.embed([c.content for c in batch])
-            writer.put(list(batch), vectors)
-            stats.chunks_embedded += len(batch)
-            if n % 5 == 0 or stats.chunks_embedded == len(chunks):
+            batch = [c for c in batch if c.document_id not in failed]
+            for part, vectors in _embed_isolated(embedder, batch, failed):
+                writer.put(part, vectors)
+                stats.chunks_embedded += len(part)
+            if n % 5 == 0 or n * encode_batch >= len(chunks):
                 log(f"embedded {stats.chunks_embedded}/{len(chunks)} chunks")
     finally:
         try:
             writer.close()
         finally:
-            # manifests only for documents whose every new point is written: a crash re-embeds the rest
-            done: list[EmbeddingManifest] = []
-            for d in todo:
-                ids = [point_id(p) for p in chunk_manifests[d].chunk_ids]
-                old_ids = {point_id(p) for p in valid[d].point_ids} if d in valid else set()
-                if all(p in writer.done_ids or p in old_ids for p in ids):
-                    done.append(
-                        EmbeddingManifest(
-                            document_id=d,
-                            author_id=author_id,
-                            chunks_hash=chunk_manifests[d].chunks_hash,
-                            point_ids=ids,
-                            model=model,
-                            collection=collection,
-                        )
+            # manifests only for documents whose every new point is written: a crash or a
+            # failed document re-embeds the rest next time
+            done = [
+                d
+                for d in todo
+                if d not in failed and all(p in writer.done_ids or p in old_ids[d] for p in new_ids[d])
+            ]
+            # a changed document's stale points go only now that its new ones are in; a failed
+            # document keeps its previous points, and the new points it got before failing
+            # (listed in no manifest) are removed
+            stale = [p for d in done for p in old_ids[d].difference(new_ids[d])]
+            partial = [p for d in failed for p in new_ids[d] if p in writer.done_ids and p not in old_ids[d]]
+            stats.points_deleted += index.delete_points(stale + partial)
+            store.put_embedding_manifests(
+                [
+                    EmbeddingManifest(
+                        document_id=d,
+                        author_id=author_id,
+                        chunks_hash=chunk_manifests[d].chunks_hash,
+                        point_ids=new_ids[d],
+                        model=model,
+                        collection=collection,
                     )
-            store.put_embedding_manifests(done)
+                    for d in done
+                ]
+            )
+    for d in todo:
+        if d in failed:
+            stats.record_failure(failed[d], log, "previous points kept")
+        elif d in manifests:
+            stats.updated += 1
+        else:
+            stats.new += 1
+    stats.changed_ids = [d for d in todo if d not in failed]
     return stats
 
 

@@ -7,8 +7,11 @@ may afford the scan the incremental path avoids), through the protocols of
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
+from twin_assets.domain.features import DocumentFailure, failure_table
 from twin_assets.domain.stores import ChunkStore, FeatureStore, VectorIndex, point_id
 from twin_assets.features.chunking import TokenBudget
 
@@ -31,10 +34,25 @@ def check_token_limit(store: ChunkStore, author_id: str, budget: TokenBudget) ->
     }
 
 
-def check_embedded_once(store: ChunkStore, index: VectorIndex, author_id: str) -> tuple[bool, dict]:
-    """Every warehouse chunk has exactly one point (point id = chunk id) and no point is extra."""
-    chunk_ids = _chunk_ids(store, author_id)
-    point_ids = [point_id(r.id) for r in index.scroll(author_id)]
+def _excused_chunk_ids(store: FeatureStore, author_id: str, excused: Collection[str]) -> set[str]:
+    if not excused:
+        return set()
+    manifests = store.chunk_manifests(author_id)
+    return {point_id(c) for d in excused if d in manifests for c in manifests[d].chunk_ids}
+
+
+def check_embedded_once(
+    store: FeatureStore, index: VectorIndex, author_id: str, excused: Collection[str] = ()
+) -> tuple[bool, dict]:
+    """Every warehouse chunk has exactly one point (point id = chunk id) and no point is extra.
+
+    `excused`: documents this run failed to embed (reported by `no_failed_documents`): their new
+    chunks have no point yet and their previous points are kept on purpose until a run embeds
+    them, so neither counts here."""
+    skip = _excused_chunk_ids(store, author_id, excused)
+    chunk_ids = _chunk_ids(store, author_id) - skip
+    points = [(point_id(r.id), r.payload.get("document_id")) for r in index.scroll(author_id)]
+    point_ids = [p for p, doc in points if doc not in excused]
     missing = chunk_ids - set(point_ids)
     extra = set(point_ids) - chunk_ids
     duplicated = len(point_ids) - len(set(point_ids))
@@ -45,6 +63,7 @@ def check_embedded_once(store: ChunkStore, index: VectorIndex, author_id: str) -
         "missing": len(missing),
         "extra": len(extra),
         "duplicated": duplicated,
+        "excused_documents": len(excused),
     }
 
 
@@ -67,13 +86,27 @@ def check_dimension(
     }
 
 
-def check_no_orphans(store: FeatureStore, index: VectorIndex, author_id: str) -> tuple[bool, dict]:
-    """No point whose document no longer exists (cleaned) or whose chunk was replaced."""
+def check_no_orphans(
+    store: FeatureStore, index: VectorIndex, author_id: str, excused: Collection[str] = ()
+) -> tuple[bool, dict]:
+    """No point whose document no longer exists (cleaned) or whose chunk was replaced. The kept
+    previous points of a document that failed to embed in this run (`excused`) are not orphans."""
     docs = set(store.cleaned_hashes(author_id))
     chunk_ids = _chunk_ids(store, author_id)
     orphans = [
         point_id(r.id)
         for r in index.scroll(author_id)
-        if r.payload.get("document_id") not in docs or point_id(r.id) not in chunk_ids
+        if r.payload.get("document_id") not in docs
+        or (point_id(r.id) not in chunk_ids and r.payload.get("document_id") not in excused)
     ]
     return not orphans, {"orphan_points": len(orphans), "orphan_ids": orphans[:20]}
+
+
+def check_failed_documents(failures: list[DocumentFailure]) -> tuple[bool, dict]:
+    """Passes when no document failed in this run; otherwise lists them (document, stage,
+    reason). Not blocking: the others were processed and are usable."""
+    return not failures, {
+        "failed_documents": len(failures),
+        "failures": failure_table(failures),
+        "document_ids": sorted({f.document_id for f in failures})[:50],
+    }

@@ -39,6 +39,7 @@ from twin_assets.datasets.instruction import (
     Funnel,
     build_instruction_rows,
 )
+from twin_assets.datasets.isolation import EveryDocumentFailed, load_cleaned
 from twin_assets.datasets.preference import (
     PreferenceParams,
     RejectedSource,
@@ -54,6 +55,7 @@ from twin_assets.datasets.reporting import (
 from twin_assets.datasets.splitting import SplitParams
 from twin_assets.defs.partitions import authors_partitions
 from twin_assets.domain.datasets import DatasetCard, DatasetKind
+from twin_assets.domain.features import DocumentFailure, failure_table
 from twin_assets.domain.generation import GenerationUsage
 
 CODE_VERSION = "datasets-3"  # 2: split by source document; 3: one document assignment for both
@@ -72,6 +74,7 @@ ON_CLEANED_DATA_CHANGE = (
 CHECK_LEAKAGE = "no_train_test_leakage"
 CHECK_EMPTY = "no_empty_fields"
 CHECK_MIN_SIZE = "minimum_training_size"
+CHECK_FAILED = "no_failed_documents"
 
 
 _SPLIT = SplitParams()  # one set of split defaults for both assets
@@ -176,6 +179,39 @@ def _check_results(
     ]
 
 
+def _failed_check(failures: list[DocumentFailure]) -> dg.AssetCheckResult:
+    """Warns (never blocks) when documents or extracts were skipped because they raised."""
+    return dg.AssetCheckResult(
+        check_name=CHECK_FAILED,
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.WARN,
+        description="no document failed"
+        if not failures
+        else f"{len({f.document_id for f in failures})} document(s) skipped in part or whole "
+        f"({len(failures)} failure(s)); the others are in the dataset, the skipped ones are "
+        "retried by the next run",
+        metadata={
+            "failed_documents": len({f.document_id for f in failures}),
+            "failures": dg.MetadataValue.md(failure_table(failures)),
+            "document_ids": sorted({f.document_id for f in failures})[:50],
+        },
+    )
+
+
+def _load(warehouse: WarehouseResource, author_id: str) -> tuple[list, list[DocumentFailure]]:
+    """The author's cleaned documents and the ones that could not be loaded (malformed); fails
+    the step when none could be."""
+    failures: list[DocumentFailure] = []
+    docs = load_cleaned(warehouse.get_store(), author_id, failures)
+    if failures and not docs:
+        raise dg.Failure(
+            description=f"none of the {len(failures)} cleaned documents of {author_id} could be loaded; "
+            f"first: {failures[0].document_id}: {failures[0].reason}",
+            metadata={"failures": dg.MetadataValue.md(failure_table(failures))},
+        )
+    return docs, failures
+
+
 def _publish(
     context: dg.AssetExecutionContext,
     kind: DatasetKind,
@@ -185,9 +221,18 @@ def _publish(
     fingerprint: str,
     build: Callable[[], tuple[BuiltDataset, list[tuple[str, GenerationUsage]]]],
     params: dict,
+    load_failures: list[DocumentFailure] | None = None,
 ) -> dg.MaterializeResult:
+    """Build (or reuse) and store one version. A version built while documents failed is never
+    reused as 'inputs unchanged': the next run builds again, so a fixed document gets in."""
+    failures = list(load_failures or [])
     previous = storage.load_card(artifacts, author_id, kind)
-    reused = previous is not None and previous.parameters.get("input_fingerprint") == fingerprint
+    reused = (
+        previous is not None
+        and previous.parameters.get("input_fingerprint") == fingerprint
+        and not failures
+        and not storage.load_failures(artifacts, author_id, kind)
+    )
     usages: list[tuple[str, GenerationUsage]] = []
     built: BuiltDataset | None = None
     if reused:
@@ -196,7 +241,17 @@ def _publish(
         context.log.info(f"{kind} inputs unchanged (fingerprint {fingerprint}): reusing {card.version}")
         written = False
     else:
-        built, usages = build()
+        try:
+            built, usages = build()
+        except EveryDocumentFailed as exc:
+            storage.save_failures(artifacts, author_id, kind, failures + exc.failures)
+            raise dg.Failure(
+                description=f"{kind} dataset: {exc}",
+                metadata={"failures": dg.MetadataValue.md(failure_table(failures + exc.failures))},
+            ) from exc
+        failures += built.failures
+        for f in failures:
+            context.log.warning(f"{kind}: skipped {f.link or f.document_id} at {f.stage}: {f.reason}")
         splits = {"train": built.train, "test": built.test}
         version = storage.dataset_version(kind, splits)
         card = DatasetCard(
@@ -211,11 +266,13 @@ def _publish(
                 "quality_scorer": built.scorer,
                 "dropped": built.funnel.dropped,
                 "code_version": CODE_VERSION,
+                **({"failed_documents": [f.model_dump(mode="json") for f in failures]} if failures else {}),
             },
             source_hashes=built.source_hashes,
         )
         saved = storage.save_dataset(artifacts, card, splits, assignment=built.split)
         card, written = saved.card, saved.written
+        storage.save_failures(artifacts, author_id, kind, failures)
         if written and config.push_to_hub:
             repo = storage.push_to_hub(kind, splits, card)
             if repo:
@@ -239,16 +296,22 @@ def _publish(
         "categories_without_test": card.split.categories_without_test if card.split else {},
         **_split_agreement(context, kind, author_id, card, artifacts),
         "dagster/row_count": card.counts.get("train", 0) + card.counts.get("test", 0),
+        "failed": len({f.document_id for f in failures}),
     }
+    if failures:
+        metadata["failed_documents"] = dg.MetadataValue.md(failure_table(failures))
     for prefix, usage in usages:
         if usage.backend != "offline":
             metadata.update(usage.as_metadata(prefix))
     return dg.MaterializeResult(
         metadata=metadata,
         data_version=dg.DataVersion(card.version),
-        check_results=_check_results(
-            kind, author_id, card, artifacts, config.min_train_rows, config.decontamination_ngram
-        ),
+        check_results=[
+            *_check_results(
+                kind, author_id, card, artifacts, config.min_train_rows, config.decontamination_ngram
+            ),
+            _failed_check(failures),
+        ],
     )
 
 
@@ -296,6 +359,13 @@ def _check_specs(key: str) -> list[dg.AssetCheckSpec]:
             blocking=True,
             description="Enough training rows to fine-tune (min_train_rows).",
         ),
+        dg.AssetCheckSpec(
+            CHECK_FAILED,
+            asset=key,
+            blocking=False,
+            description="No document or extract failed (raised) in this build. A failing one is "
+            "skipped with its reason, the others are kept; it only warns.",
+        ),
     ]
 
 
@@ -317,7 +387,7 @@ def instruction_dataset(
 ) -> dg.MaterializeResult:
     """Instruction back-translation: (instruction, the author's own extract) pairs, curated."""
     author_id = context.partition_key
-    docs = warehouse.get_store().get_cleaned(author_id)
+    docs, load_failures = _load(warehouse, author_id)
     params = CurationParams(**config.curation())
     generator = llm.get_generator()
     fingerprint = input_fingerprint(
@@ -337,6 +407,7 @@ def instruction_dataset(
         fingerprint,
         build,
         params.model_dump(mode="json"),
+        load_failures,
     )
 
 
@@ -358,7 +429,7 @@ def preference_dataset(
 ) -> dg.MaterializeResult:
     """(prompt, chosen = the author's text, rejected = a generic answer) pairs for DPO."""
     author_id = context.partition_key
-    docs = warehouse.get_store().get_cleaned(author_id)
+    docs, load_failures = _load(warehouse, author_id)
     params = PreferenceParams(
         **config.curation(),
         rejected_source=config.rejected_source,
@@ -392,4 +463,5 @@ def preference_dataset(
         fingerprint,
         build,
         {**params.model_dump(mode="json"), "rejected_source_resolved": source},
+        load_failures,
     )

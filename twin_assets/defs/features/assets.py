@@ -23,6 +23,7 @@ from resources.embedder import EmbedderResource
 from resources.vector_store import QdrantResource
 from resources.warehouse import WarehouseResource
 from twin_assets.defs.partitions import authors_partitions
+from twin_assets.domain.features import failure_table
 from twin_assets.features import incremental, validation
 from twin_assets.features.chunking import CHUNKER_VERSION
 from twin_assets.features.cleaning import CLEANER_VERSION
@@ -33,6 +34,7 @@ TOKEN_LIMIT = "chunks_within_token_limit"
 EMBEDDED_ONCE = "every_chunk_embedded_once"
 VECTOR_DIMENSION = "vector_dimension_matches_model"
 NO_ORPHANS = "no_orphan_points"
+NO_FAILED = "no_failed_documents"
 QDRANT_POOL = "qdrant"
 
 
@@ -44,9 +46,43 @@ def _stats_metadata(stats: incremental.StageStats) -> dict:
         "deleted": stats.deleted,
         "failed": stats.failed,
     }
-    if stats.failures:
-        meta["failures"] = dg.MetadataValue.md("\n".join(f"- {f}" for f in stats.failures[:50]))
+    if stats.failed_documents:
+        meta["failed_documents"] = dg.MetadataValue.md(failure_table(stats.failed_documents))
     return meta
+
+
+def _no_failed_spec(asset: str) -> dg.AssetCheckSpec:
+    return dg.AssetCheckSpec(
+        NO_FAILED,
+        asset=asset,
+        blocking=False,
+        description="No document failed in this run. A failed document is skipped (reason in "
+        "the metadata), keeps what earlier runs stored for it and is retried next run; the "
+        "others are written, so this only warns.",
+    )
+
+
+def _no_failed_result(stats: incremental.StageStats) -> dg.AssetCheckResult:
+    passed, meta = validation.check_failed_documents(stats.failed_documents)
+    meta["failures"] = dg.MetadataValue.md(meta["failures"])
+    return dg.AssetCheckResult(
+        check_name=NO_FAILED,
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=f"{stats.failed} document(s) failed and were skipped" if not passed else "none failed",
+        metadata=meta,
+    )
+
+
+def _fail_if_nothing_usable(stage: str, stats: incremental.StageStats) -> None:
+    """Every document the stage handled failed and none was usable before: nothing useful was
+    produced, so the step fails (with the reasons) instead of reporting success."""
+    if stats.all_failed:
+        raise dg.Failure(
+            description=f"{stage}: every document failed ({stats.failed}); nothing was produced. "
+            f"First reason: {stats.failed_documents[0].reason}",
+            metadata={"failed_documents": dg.MetadataValue.md(failure_table(stats.failed_documents))},
+        )
 
 
 @dg.asset(
@@ -56,6 +92,7 @@ def _stats_metadata(stats: incremental.StageStats) -> dict:
     kinds={"python", "mongodb"},
     code_version=f"cleaner-{CLEANER_VERSION}",
     automation_condition=dg.AutomationCondition.eager(),
+    check_specs=[_no_failed_spec("cleaned_documents")],
 )
 def cleaned_documents(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -68,6 +105,7 @@ def cleaned_documents(
     author_id = context.partition_key
     store = warehouse.get_store()
     stats = incremental.clean_author(store, author_id, log=context.log.info)
+    _fail_if_nothing_usable("cleaned_documents", stats)
     docs = store.get_cleaned(author_id)
     by_category: dict[str, int] = {}
     languages: dict[str, int] = {}
@@ -82,6 +120,7 @@ def cleaned_documents(
             "languages": dg.MetadataValue.json(languages),
         },
         data_version=dg.DataVersion(incremental.cleaned_version(store, author_id)),
+        check_results=[_no_failed_result(stats)],
     )
 
 
@@ -99,7 +138,8 @@ def cleaned_documents(
             blocking=True,
             description="No chunk is longer than the embedding model's max_seq_length "
             "(special tokens included), re-measured with its tokenizer.",
-        )
+        ),
+        _no_failed_spec("chunks"),
     ],
 )
 def chunks(
@@ -115,6 +155,7 @@ def chunks(
     store = warehouse.get_store()
     budget = embedder.token_budget()
     stats = incremental.chunk_author(store, author_id, budget, embedder.model_name, log=context.log.info)
+    _fail_if_nothing_usable("chunks", stats)
     by_category, tokens = incremental.chunk_profile(store, author_id)
     passed, check_meta = validation.check_token_limit(store, author_id, budget)
     sample = incremental.get_chunks(store, author_id, None)[:200]
@@ -128,7 +169,10 @@ def chunks(
             "preview": dg.MetadataValue.md(chunk_preview(sample)),
         },
         data_version=dg.DataVersion(incremental.chunks_version(store, author_id)),
-        check_results=[dg.AssetCheckResult(check_name=TOKEN_LIMIT, passed=passed, metadata=check_meta)],
+        check_results=[
+            dg.AssetCheckResult(check_name=TOKEN_LIMIT, passed=passed, metadata=check_meta),
+            _no_failed_result(stats),
+        ],
     )
 
 
@@ -162,6 +206,7 @@ def chunks(
             blocking=True,
             description="No point belongs to a deleted document or a replaced chunk.",
         ),
+        _no_failed_spec("embedded_chunks"),
     ],
 )
 def embedded_chunks(
@@ -179,9 +224,11 @@ def embedded_chunks(
     store = warehouse.get_store()
     with qdrant.open() as index:
         stats = incremental.embed_author(store, index, embedder, author_id, log=context.log.info)
-        once_ok, once_meta = validation.check_embedded_once(store, index, author_id)
+        _fail_if_nothing_usable("embedded_chunks", stats)
+        excused = {f.document_id for f in stats.failed_documents}
+        once_ok, once_meta = validation.check_embedded_once(store, index, author_id, excused)
         dim_ok, dim_meta = validation.check_dimension(index, author_id, embedder.dimension)
-        orphan_ok, orphan_meta = validation.check_no_orphans(store, index, author_id)
+        orphan_ok, orphan_meta = validation.check_no_orphans(store, index, author_id, excused)
         points = index.count(author_id)
     return dg.MaterializeResult(
         metadata={
@@ -201,5 +248,6 @@ def embedded_chunks(
             dg.AssetCheckResult(check_name=EMBEDDED_ONCE, passed=once_ok, metadata=once_meta),
             dg.AssetCheckResult(check_name=VECTOR_DIMENSION, passed=dim_ok, metadata=dim_meta),
             dg.AssetCheckResult(check_name=NO_ORPHANS, passed=orphan_ok, metadata=orphan_meta),
+            _no_failed_result(stats),
         ],
     )
