@@ -66,8 +66,11 @@ def trained(tmp_path_factory):
     server.stop()
 
 
-def _resources(trained, warehouse, llm: TextGeneratorResource) -> dict:
+def _resources(trained, warehouse, llm: TextGeneratorResource, tracked: bool = False) -> dict:
     return {
+        "wandb": WandbResource(dir=str(trained["root"] / "wandb-eval"), mode="offline", project="twin-test")
+        if tracked
+        else WandbResource(enabled=False),
         "artifacts": trained["artifacts"],
         "llm": llm,
         "embedder": EmbedderResource(batch_size=16),
@@ -76,13 +79,15 @@ def _resources(trained, warehouse, llm: TextGeneratorResource) -> dict:
     }
 
 
-def _evaluate(trained, warehouse, llm: TextGeneratorResource, config: dict | None = None):
+def _evaluate(
+    trained, warehouse, llm: TextGeneratorResource, config: dict | None = None, tracked: bool = False
+):
     """One materialization in a fresh instance: what the report reuses must come from the store."""
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
         return dg.materialize(
             [evaluation_report],
-            resources=_resources(trained, warehouse, llm),
+            resources=_resources(trained, warehouse, llm, tracked),
             instance=instance,
             partition_key=AUTHOR,
             run_config={"ops": {"evaluation_report": {"config": config or EVAL_CONFIG}}},
@@ -194,7 +199,7 @@ def test_damaged_adapter_fails_the_gate_naming_the_metrics(trained, warehouse):
     healthy = json.loads((models / "aliases" / "latest.json").read_text())["version"]
     damaged = _damage(artifacts)
     try:
-        result = _evaluate(trained, warehouse, TextGeneratorResource(backend="offline"))
+        result = _evaluate(trained, warehouse, TextGeneratorResource(backend="offline"), tracked=True)
     finally:
         artifacts.write_alias(f"models/{AUTHOR}/dpo", "latest", healthy)
     # the report is stored and materialized, but the blocking check fails the step: nothing
@@ -216,6 +221,9 @@ def test_damaged_adapter_fails_the_gate_naming_the_metrics(trained, warehouse):
     table = _mat(result).metadata["table"].value.records
     judge_rows = [r.data for r in table if r.data["metric"].startswith("judge")]
     assert judge_rows and all(r["dpo"] == "not configured" for r in judge_rows)
+    # logged to W&B offline: one run with the gate's verdict
+    runs = list((trained["root"] / "wandb-eval" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
     # the damaged candidate was not approved
     approved = (
         json.loads((models / "aliases" / "approved.json").read_text())["version"]

@@ -76,7 +76,8 @@ class ModelSet:
                 if isinstance(i, int)
             }
         )
-        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32).to(device)
+        base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
+        base = base.to(device)  # pyright: ignore[reportArgumentType] (stub confusion)
         base.eval()
         self._full: dict[str, Any] = {}
         self._adapters: dict[str, str] = {}  # spec name -> peft adapter name
@@ -86,7 +87,8 @@ class ModelSet:
             if spec.adapter_dir is None:
                 continue
             if not is_adapter(spec.adapter_dir):  # a full fine-tune: its own weights
-                full = AutoModelForCausalLM.from_pretrained(spec.adapter_dir, dtype=torch.float32).to(device)
+                full = AutoModelForCausalLM.from_pretrained(spec.adapter_dir, dtype=torch.float32)
+                full = full.to(device)  # pyright: ignore[reportArgumentType] (stub confusion)
                 self._full[spec.name] = full.eval()
                 continue
             key = str(Path(spec.adapter_dir).resolve())

@@ -49,7 +49,7 @@ def rouge_l(candidate: str, reference: str) -> float:
 
 def chrf(candidate: str, reference: str) -> float:
     """Character n-gram F-score (sacrebleu's chrF), 0..1."""
-    from sacrebleu.metrics import CHRF
+    from sacrebleu.metrics.chrf import CHRF
 
     if not candidate.strip() or not reference.strip():
         return 0.0

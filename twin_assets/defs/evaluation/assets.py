@@ -17,14 +17,16 @@ import dagster as dg
 from resources.artifacts import ArtifactStoreResource
 from resources.embedder import EmbedderResource
 from resources.llm import TextGeneratorResource
+from resources.tracking import WandbResource
 from resources.vector_store import QdrantResource
 from resources.warehouse import WarehouseResource
 from twin_assets.defs.partitions import authors_partitions
 from twin_assets.defs.training.assets import retrain_on_new_data, upstream_data_version
+from twin_assets.domain.features import RetrievedChunk
 from twin_assets.domain.models import ModelCard, ModelKind
 from twin_assets.evaluation.config import EvaluationConfig
 from twin_assets.evaluation.models import BASE, ModelSpec
-from twin_assets.evaluation.rag import RagQuestion
+from twin_assets.evaluation.rag import RagQuestion, Retriever
 from twin_assets.evaluation.report import (
     REPORT_PNG,
     EvaluationInputs,
@@ -116,6 +118,35 @@ def _metadata(report: EvaluationReport, artifacts: ArtifactStoreResource, evalua
     return meta
 
 
+def _track(wandb: WandbResource, report: EvaluationReport) -> dict[str, str]:
+    """Every number of the report in a W&B run (offline by default): summary keys
+    `<model>/<metric>`, the gate's verdict, and the model table."""
+    with wandb.start_run(
+        name=f"eval-{report.author}-{report.version}",
+        group=report.author,
+        job_type="evaluation",
+        config={"evaluation": report.config, "models": report.models, "data": report.data_versions},
+        tags=["evaluation"],
+    ) as run:
+        summary: dict = {"gate/passed": report.gate.passed, "gate/summary": report.gate.summary()}
+        for column, row in report.rows.items():
+            for metric, value in row.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    summary[f"{column}/{metric}"] = value
+        run.log_summary(summary)
+        if run.run is not None:
+            import wandb as wandb_sdk
+
+            records = table_records(report)
+            columns = list(records[0]) if records else ["metric"]
+            table = wandb_sdk.Table(
+                columns=columns,  # pyright: ignore[reportArgumentType] (str column names)
+                data=[list(r.values()) for r in records],
+            )
+            run.run.log({"models": table})
+        return run.as_metadata()
+
+
 def _gate_result(report: EvaluationReport) -> dg.AssetCheckResult:
     gate = report.gate
     meta: dict = {"candidate": gate.candidate, "candidate_version": gate.candidate_version}
@@ -163,6 +194,7 @@ def evaluation_report(
     embedder: EmbedderResource,
     warehouse: WarehouseResource,
     qdrant: QdrantResource,
+    wandb: WandbResource,
 ) -> dg.MaterializeResult:
     """Base, SFT, DPO and production side by side on the author's held-out writing, and the gate."""
     author = context.partition_key
@@ -224,7 +256,7 @@ def evaluation_report(
     if report is None:
         rag_questions: list[RagQuestion] = []
         chunks: list = []
-        retriever = None
+        retriever: Retriever | None = None
         if cfg.runs("rag") and chunks_version:
             chunks = warehouse.get_store().find_chunks(author)
             rag_questions = [
@@ -232,8 +264,10 @@ def evaluation_report(
                 for r in sorted(inst_test, key=lambda r: r["id"])[: cfg.max_items]
             ]
 
-            def retriever(query: str, k: int):
+            def retrieve(query: str, k: int) -> list[RetrievedChunk]:
                 return qdrant.retrieve(query, author, k, embedder=embedder)
+
+            retriever = retrieve
 
         report = run_evaluation(
             inputs,
@@ -249,6 +283,8 @@ def evaluation_report(
         if not chunks_version and cfg.runs("rag"):
             report.rag.reason = "embedded_chunks is not materialized for this author"
         save_report(artifacts, report)
+        tracking = _track(wandb, report)
+        context.log.info(f"evaluation logged to W&B ({tracking.get('mode', 'disabled')})")
     else:
         context.log.info(f"evaluation {version} already stored for unchanged inputs: nothing evaluated")
     gate = report.gate
