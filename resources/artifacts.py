@@ -24,6 +24,10 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     s3_bucket: str = Field(default="", description="S3 bucket (TWIN_S3_BUCKET). Empty: local only.")
     s3_prefix: str = Field(default="llm-twin", description="Key prefix inside the bucket.")
     s3: S3Resource | None = None
+    # Optional mirror of datasets on the Hugging Face Hub (a private dataset repo), used when an
+    # asset's `push_to_hub` config is on and both are set.
+    hf_repo: str = Field(default="", description="Hub dataset repo id (TWIN_HF_REPO). Empty: no mirror.")
+    hf_token: str = Field(default="", description="Hub token (HF_TOKEN, secret).")
 
     # -- local -------------------------------------------------------------------------------
     def local_path(self, key: str) -> Path:

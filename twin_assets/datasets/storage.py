@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -177,14 +176,13 @@ def push_to_hub(
     kind: DatasetKind,
     splits: Mapping[str, Sequence[BaseModel]],
     card: DatasetCard,
-    token: str | None = None,
-    repo_id: str | None = None,
+    token: str = "",
+    repo_id: str = "",
 ) -> str | None:
-    """Optional publication to the Hugging Face Hub (HF_TOKEN + TWIN_HF_REPO): one config per
-    kind, the version in the commit message. Returns the repo id, or None when not configured.
-    Failures are logged and swallowed: the artifact store is the source of truth."""
-    token = token or os.environ.get("HF_TOKEN")
-    repo_id = repo_id or os.environ.get("TWIN_HF_REPO")
+    """Optional publication to the Hugging Face Hub (the artifact store's `hf_repo` and
+    `hf_token`, from TWIN_HF_REPO and HF_TOKEN): one config per kind, the version in the commit
+    message. Returns the repo id, or None when not configured. Failures are logged and
+    swallowed: the artifact store is the source of truth."""
     if not token or not repo_id:
         return None
     try:

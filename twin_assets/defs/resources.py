@@ -158,6 +158,8 @@ def build_resources(environ: Environ | None = None) -> dict:
             root_dir=env.get("TWIN_ARTIFACT_DIR", str(root / "artifacts")),
             s3_bucket=env.get("TWIN_S3_BUCKET", ""),
             s3_prefix=env.get("TWIN_S3_PREFIX", "llm-twin"),
+            hf_repo=env.get("TWIN_HF_REPO", ""),
+            hf_token=env_or("HF_TOKEN", "", env),
         ),
         # "offline" (no LLM) unless TWIN_LLM_BACKEND says otherwise or a server URL is set
         "llm": TextGeneratorResource(

@@ -274,7 +274,9 @@ def _publish(
         card, written = saved.card, saved.written
         storage.save_failures(artifacts, author_id, kind, failures)
         if written and config.push_to_hub:
-            repo = storage.push_to_hub(kind, splits, card)
+            repo = storage.push_to_hub(
+                kind, splits, card, token=artifacts.hf_token, repo_id=artifacts.hf_repo
+            )
             if repo:
                 context.log.info(f"pushed {kind} {version} to the Hub ({repo})")
     train = storage.load_split(artifacts, author_id, kind, card.version, "train")
