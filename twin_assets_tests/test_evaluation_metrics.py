@@ -218,3 +218,38 @@ def test_report_version_depends_on_inputs_and_config_only():
     assert evaluation_version(inputs, cfg) != evaluation_version(inputs, EvaluationConfig(max_items=8))
     changed = inputs.model_copy(update={"data_versions": {"instruction": "i2"}})
     assert evaluation_version(inputs, cfg) != evaluation_version(changed, cfg)
+
+
+def test_batched_answer_logprobs_equal_one_by_one_full_computation():
+    """Batching (padding, length sorting) and scoring only the answer positions give exactly the
+    log-likelihood of the answer computed the plain way, one sequence at a time."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from twin_assets.evaluation.scoring import answer_logprobs
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
+    model = LlamaForCausalLM(config).eval()
+
+    class CharTokenizer:
+        pad_token_id = 0
+
+        def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+            return {"input_ids": [1 + (ord(c) % 40) for c in text]}
+
+    pairs = [("abc", "defg"), ("hello there", "xy"), ("q", "a longer answer here")]
+    scored = answer_logprobs(model, CharTokenizer(), pairs, batch_size=2)
+    for (prompt, answer), got in zip(pairs, scored, strict=True):
+        ids = torch.tensor([CharTokenizer()(prompt + answer)["input_ids"]])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(ids).logits[0, :-1], -1).gather(-1, ids[0, 1:, None]).squeeze(-1)
+        assert got.tokens == len(answer)
+        assert abs(logp[len(prompt) - 1 :].sum().item() - got.logprob) < 1e-4
