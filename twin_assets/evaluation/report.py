@@ -177,6 +177,7 @@ def run_evaluation(
             stats = scoring.preference_stats(*logps[name], *logps[BASE], beta=cfg.dpo_beta)
             rows[name].update(stats)
         timings["preference"] = time.perf_counter() - t
+        log(f"preference pairs scored in {timings['preference']:.1f}s")
 
     # 3. generations against the author's text
     samples: list[dict] = []
@@ -226,6 +227,7 @@ def run_evaluation(
             sample.update({name: answers[name][i] for name in names})
             samples.append(sample)
         timings["generation"] = time.perf_counter() - t
+        log(f"answers generated and scored in {timings['generation']:.1f}s")
     else:
         candidate = None
 
