@@ -20,7 +20,13 @@ Category-aware:
   Python and notebooks that do not parse are cut between lines, preferring blank lines and
   closing braces; plain text files (a list of URLs, requirements.txt) between lines; Markdown
   and reStructuredText as prose. Code chunks are verbatim slices of the file after that
-  optional context line (joined back without it they give the file), with its path.
+  optional context line (joined back without it they give the file), with its path;
+- Markdown tables (a run of lines starting with `|`, in an article, a post or a Markdown file)
+  are cut between rows, never inside one: each chunk after the first that holds part of a table
+  starts with the table's header row and separator line, so every chunk is a readable table,
+  and the chunks of a split table are labelled "table (part 2/5)" (`symbol`) under their
+  section heading. Rows are never repeated as overlap. A row alone over the budget is cut at
+  cell boundaries (` | `), then like an over-long sentence; never mid-word.
 
 Chunk ids are UUID5(document id, position, content hash): deterministic, so re-running upserts
 the same Qdrant points, and a chunk whose text did not change keeps its id (and its vector).
@@ -41,7 +47,8 @@ from twin_assets.domain.documents import Category, RepoFile, sha256_text
 from twin_assets.domain.features import Chunk, CleanedDocument
 from twin_assets.text.markdown import FENCE_RE, HEADING_RE
 
-CHUNKER_VERSION = "2"  # 2: repositories chunked once, from their files; code cut at statements
+CHUNKER_VERSION = "3"  # 2: repositories chunked once, from their files; code cut at statements
+# 3: Markdown tables cut between rows, each part repeating the header row and separator
 CHUNK_NAMESPACE = uuid.UUID("6f1c1a52-3d1e-5b8e-9a57-2d0c7f0e4b11")
 
 
@@ -133,6 +140,100 @@ class _Unit:
     tokens: int  # content tokens (no special tokens)
     heading: bool = False
     joiner: str = "\n\n"  # what separates it from the previous unit in the same chunk
+    table: int | None = None  # rows of a Markdown table: the table's index in the document
+    lead: str = ""  # put before it when it starts a chunk: its table's header and separator
+    lead_tokens: int = 0  # tokens of `lead` (with the line break after it)
+
+
+# A row of a Markdown table, and the line under its header row ("|---|:---:|").
+_TABLE_LINE_RE = re.compile(r"^\s*\|")
+_TABLE_SEPARATOR_RE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+# A cell boundary: an unescaped pipe and the blanks before it (a cut goes right before them).
+_CELL_BOUNDARY_RE = re.compile(r"[ \t]*(?<!\\)\|")
+
+
+def _segments(para: str) -> list[tuple[str, bool]]:
+    """A paragraph as (text, is_table) runs in reading order: a table is a run of lines that
+    start with `|` (two or more, or one that also ends with `|`); the lines around it are prose.
+    A paragraph without a table is one prose run, itself."""
+    lines = para.split("\n")
+    runs: list[tuple[list[str], bool]] = []
+    for line in lines:
+        is_row = bool(_TABLE_LINE_RE.match(line))
+        if runs and runs[-1][1] == is_row:
+            runs[-1][0].append(line)
+        else:
+            runs.append(([line], is_row))
+    out: list[tuple[str, bool]] = []
+    for run, is_row in runs:
+        table = is_row and (len(run) > 1 or run[0].rstrip().endswith("|"))
+        if out and not table and not out[-1][1]:
+            out[-1] = (out[-1][0] + "\n" + "\n".join(run), False)
+        else:
+            out.append(("\n".join(run), table))
+    return out
+
+
+def _split_row(row: str, budget: TokenBudget, per_chunk: int) -> list[str]:
+    """One table row over the budget: cut right before a cell's pipe (so each piece reads as
+    cells), greedily; a single cell over the budget is cut like an over-long sentence.
+
+    Exact slices: joined, they give `row` back."""
+    cuts = [
+        m.start()
+        for m in _CELL_BOUNDARY_RE.finditer(row)
+        if row[: m.start()].strip() and row[m.end() :].strip()
+    ]
+    parts = [row[a:b] for a, b in zip([0, *cuts], [*cuts, len(row)], strict=True)]
+    out: list[str] = []
+    current, total = "", 0
+    for part, n in zip(parts, budget.content_tokens(parts), strict=True):
+        if n > per_chunk:
+            if current:
+                out.append(current)
+                current, total = "", 0
+            out.extend(_split_long_text(part, budget, per_chunk))
+            continue
+        if current and total + n > per_chunk:
+            out.append(current)
+            current, total = "", 0
+        current += part
+        total += n
+    if current:
+        out.append(current)
+    return out
+
+
+def _table_units(
+    lines: list[str], counts: list[int], budget: TokenBudget, per_chunk: int, joiner: str, index: int
+) -> list[_Unit]:
+    """A table's rows as units: the first holds the header row and separator with the first row
+    (a header is never left alone at the end of a chunk), the others carry the header as their
+    `lead`. A header over half the budget is not repeated (it would crowd out the rows); one
+    over the whole budget is not kept together either (its two lines are then rows like any)."""
+    head = 2 if len(lines) >= 2 and _TABLE_SEPARATOR_RE.match(lines[1]) else 0
+    head_tokens = counts[0] + counts[1] + 2 if head else 0  # both lines, the line breaks after them
+    if head_tokens > per_chunk:
+        head, head_tokens = 0, 0
+    header = lines[0] + "\n" + lines[1] + "\n" if head else ""
+    repeat = bool(head) and head_tokens <= per_chunk // 2
+    lead, lead_tokens = (header, head_tokens) if repeat else ("", 0)
+    room = per_chunk - lead_tokens
+    units: list[_Unit] = []
+    for line, n in zip(lines[head:], counts[head:], strict=True):
+        pieces = [line] if n <= room else _split_row(line, budget, room)
+        piece_counts = [n] if len(pieces) == 1 else budget.content_tokens(pieces)
+        for k, (piece, m) in enumerate(zip(pieces, piece_counts, strict=True)):
+            # the pieces of one over-long row are exact slices: joined back with nothing
+            units.append(_Unit(piece, m, joiner="\n" if k == 0 else "", table=index, lead=lead,
+                               lead_tokens=lead_tokens))
+    if head and units and head_tokens + units[0].tokens <= per_chunk:
+        first = units[0]
+        units[0] = _Unit(header + first.text, head_tokens + first.tokens, table=index)
+    elif head:  # a header with nothing under it, or too long to share a chunk with the first row
+        units.insert(0, _Unit(header.rstrip("\n"), head_tokens - 1, table=index))
+    units[0].joiner = joiner
+    return units
 
 
 def _paragraphs(text: str) -> list[str]:
@@ -163,17 +264,35 @@ def _prose_units(text: str, budget: TokenBudget, limit: int) -> list[_Unit]:
     """
     paragraphs = _paragraphs(text)
     per_chunk = limit - budget.special_tokens
-    kinds: list[tuple[str, bool, bool]] = []  # (paragraph, heading, code)
+    # (text, heading, code, table, joiner before it): a paragraph holding a table is its runs
+    kinds: list[tuple[str, bool, bool, bool, str]] = []
     for para in paragraphs:
-        kinds.append((para, bool(HEADING_RE.match(para)) and "\n" not in para, bool(FENCE_RE.match(para))))
-    whole = iter(budget.content_tokens([p for p, heading, code in kinds if heading or code]))
+        heading, is_code = bool(HEADING_RE.match(para)) and "\n" not in para, bool(FENCE_RE.match(para))
+        if heading or is_code:
+            kinds.append((para, heading, is_code, False, "\n\n"))
+            continue
+        for k, (run, table) in enumerate(_segments(para)):
+            kinds.append((run, False, False, table, "\n\n" if k == 0 else "\n"))
+    whole = iter(budget.content_tokens([p for p, heading, code, _, _ in kinds if heading or code]))
     split = [
-        [s for s in _SENTENCE_RE.split(p) if s.strip()] for p, heading, code in kinds if not (heading or code)
+        [s for s in _SENTENCE_RE.split(p) if s.strip()]
+        for p, heading, code, table, _ in kinds
+        if not (heading or code or table)
     ]
     sent_tokens = iter(budget.content_tokens([s for sentences in split for s in sentences]))
     split_iter = iter(split)
+    rows = [p.split("\n") for p, _, _, table, _ in kinds if table]
+    row_tokens = iter(budget.content_tokens([r for lines in rows for r in lines]))
+    rows_iter = iter(rows)
     units: list[_Unit] = []
-    for para, heading, is_code in kinds:
+    tables = 0
+    for para, heading, is_code, table, joiner in kinds:
+        if table:
+            lines = next(rows_iter)
+            counts = [next(row_tokens) for _ in lines]
+            units += _table_units(lines, counts, budget, per_chunk, joiner, tables)
+            tables += 1
+            continue
         if heading or is_code:
             n = next(whole)
             if heading or n <= per_chunk:
@@ -192,7 +311,7 @@ def _prose_units(text: str, budget: TokenBudget, limit: int) -> list[_Unit]:
             counts = [m] if len(pieces) == 1 else budget.content_tokens(pieces)
             for k_, (piece, k) in enumerate(zip(pieces, counts, strict=True)):
                 # the pieces of one over-long sentence are exact slices: joined back with nothing
-                units.append(_Unit(piece, k, joiner=("\n\n" if first else " ") if k_ == 0 else ""))
+                units.append(_Unit(piece, k, joiner=(joiner if first else " ") if k_ == 0 else ""))
                 first = False
     return units
 
@@ -205,20 +324,26 @@ def _split_oversized(text: str, budget: TokenBudget, limit: int) -> list[str]:
     return _split_long_text(text, budget, limit - budget.special_tokens)
 
 
-def _pack(units: list[_Unit], budget: TokenBudget, limit: int, overlap: int) -> list[tuple[str, str | None]]:
+def _pack(
+    units: list[_Unit], budget: TokenBudget, limit: int, overlap: int
+) -> list[tuple[str, str | None, str | None]]:
     """Greedy packing of units into chunks of <= limit tokens, overlapping by whole units.
 
-    Returns (text, section heading) pairs. Sums of unit counts are an estimate (joining can
-    merge tokens for some tokenizers); `_enforce_limit` measures the real text afterwards.
+    Returns (text, section heading, label) triples; the label names the part of a table split
+    over several chunks ("table (part 2/5)"), None otherwise. A chunk that starts inside a table
+    starts with its header (`_Unit.lead`); table rows are never repeated as overlap. Sums of
+    unit counts are an estimate (joining can merge tokens for some tokenizers);
+    `_enforce_limit` measures the real text afterwards.
     """
     per_chunk = limit - budget.special_tokens
     out: list[tuple[str, str | None]] = []
+    chunk_tables: list[int | None] = []  # the first table each chunk holds rows of
     section: str | None = None
     i = 0
     n = len(units)
     while i < n:
         chunk_section = section
-        j, total = i, 0
+        j, total = i, units[i].lead_tokens
         while j < n:
             u = units[j]
             if u.heading and j > i and any(not x.heading for x in units[i:j]):
@@ -233,19 +358,39 @@ def _pack(units: list[_Unit], budget: TokenBudget, limit: int, overlap: int) -> 
                 if all(x.heading for x in units[i : j + 1]):
                     chunk_section = section
             j += 1
-        text = units[i].text + "".join(u.joiner + u.text for u in units[i + 1 : j])
+        head = units[i]
+        start = head.text.lstrip() if head.table is not None and not head.joiner else head.text
+        text = head.lead + start + "".join(u.joiner + u.text for u in units[i + 1 : j])
         out.append((text, chunk_section))
+        chunk_tables.append(next((u.table for u in units[i:j] if u.table is not None), None))
         if j >= n:
             break
         # overlap: restart at the earliest unit k > i whose tail up to j fits in `overlap`
         k = j
         if overlap and not units[j].heading:
             acc = 0
-            while k - 1 > i and not units[k - 1].heading and acc + units[k - 1].tokens <= overlap:
+            while (
+                k - 1 > i
+                and not units[k - 1].heading
+                and units[k - 1].table is None
+                and acc + units[k - 1].tokens <= overlap
+            ):
                 acc += units[k - 1].tokens
                 k -= 1
         i = k
-    return out
+    parts: dict[int, int] = {}
+    for table in chunk_tables:
+        if table is not None:
+            parts[table] = parts.get(table, 0) + 1
+    seen: dict[int, int] = {}
+    labelled: list[tuple[str, str | None, str | None]] = []
+    for (text, chunk_section), table in zip(out, chunk_tables, strict=True):
+        label = None
+        if table is not None and parts[table] > 1:
+            seen[table] = seen.get(table, 0) + 1
+            label = f"table (part {seen[table]}/{parts[table]})"
+        labelled.append((text, chunk_section, label))
+    return labelled
 
 
 # -- code --------------------------------------------------------------------------------------
@@ -697,8 +842,8 @@ def _code_pieces(
     if path.endswith(_PROSE_SUFFIXES) or language in _PROSE_LANGUAGES:
         units = _prose_units(file.content, budget, prose_limit)
         return [
-            _Piece(text, section=section, file_path=file.path, language=language or "markdown")
-            for text, section in _pack(units, budget, prose_limit, overlap)
+            _Piece(text, section=section, file_path=file.path, symbol=label, language=language or "markdown")
+            for text, section, label in _pack(units, budget, prose_limit, overlap)
         ]
     code_like = language not in (None, "text") or path.endswith(_NOTEBOOK_SUFFIXES)
     return _window_pieces(file, budget, limit, language, _cut_score_code if code_like else _cut_score_text)
@@ -742,8 +887,8 @@ def chunk_document(
         for u in units:  # posts have no sections; line breaks join paragraphs
             u.heading = False
         pieces = [
-            _Piece(t, language=doc.language)
-            for t, _ in _pack(units, budget, limit, config.post_overlap_tokens)
+            _Piece(t, symbol=label, language=doc.language)
+            for t, _, label in _pack(units, budget, limit, config.post_overlap_tokens)
         ]
     else:
         prose_limit = budget.limit(config.article_max_tokens)
@@ -754,8 +899,8 @@ def chunk_document(
         ):
             units = _prose_units(doc.content, budget, prose_limit)
             pieces = [
-                _Piece(t, section=s, language=doc.language)
-                for t, s in _pack(units, budget, prose_limit, config.article_overlap_tokens)
+                _Piece(t, section=s, symbol=label, language=doc.language)
+                for t, s, label in _pack(units, budget, prose_limit, config.article_overlap_tokens)
             ]
         code_limit = budget.limit(config.code_max_tokens)
         for file in doc.files:
