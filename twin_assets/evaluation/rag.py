@@ -74,7 +74,14 @@ def evaluate_retrieval(
         except Exception as exc:  # one failing query is recorded, the rest still count
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             continue
-        rank = next((i for i, r in enumerate(got, 1) if r.chunk_id in relevant or r.document_id == q.source_document_id), None)
+        rank = next(
+            (
+                i
+                for i, r in enumerate(got, 1)
+                if r.chunk_id in relevant or r.document_id == q.source_document_id
+            ),
+            None,
+        )
         hits.append(rank is not None)
         ranks.append(1.0 / rank if rank else 0.0)
         reference = [c.content for c in sorted(by_doc[q.source_document_id], key=lambda c: c.position)]
