@@ -19,6 +19,7 @@ from twin_assets.crawling.listing import (
     feed_entries,
     is_feed,
     is_index_path,
+    is_post_like,
     looks_like_feed_url,
     read_listing,
     without_items,
@@ -89,6 +90,62 @@ def test_articles_of_every_real_shape_are_articles():
         assert not v.is_listing, (name, v.reason)
 
 
+NEWS_URL = "http://news.test/news/2024/03/council-votes-to-close-east-bank-water-plant"
+
+
+def test_a_news_article_with_menus_and_rails_is_not_a_listing():
+    """A news article: a menu of 10 sections, a 400-word body, a related-stories rail of 5
+    posts and footer links. None of it makes the article an index, even with the rail and
+    menu named neutrally, and even when the article is a 67-word brief (the rails then hold
+    more words than the article: its main content, holding none of them, still decides)."""
+    html = (PAGES / "news_article_rails.html").read_text()
+    neutral = html.replace("related-stories", "col-list").replace("menu-level-1", "strip") \
+        .replace("header-wrap", "top")
+    brief = (PAGES / "news_brief_rails.html").read_text()
+    for name, page in [("article", html), ("neutral names", neutral), ("brief", brief)]:
+        v = read_listing(page, NEWS_URL, NEWS_URL)
+        assert not v.is_listing and v.items == [], (name, v.reason)
+    assert read_listing(html, NEWS_URL, NEWS_URL).prose_words >= 390
+
+
+def test_a_wordpress_index_lists_its_cards_not_its_menu_or_widgets():
+    # cards whose links sit in each <article>'s own <header>; a menu and a "recent posts"
+    # widget with links to other posts; pagination
+    v = _verdict("wordpress_blog_index.html", "http://tomas.test/blog/")
+    assert v.items == ["http://tomas.test/2024/05/schema-drift-in-practice/",
+                       "http://tomas.test/2024/03/small-files-big-bills/",
+                       "http://tomas.test/2024/01/testing-sql-like-code/"], v.reason
+
+
+def test_cards_headed_by_their_own_header_are_items():
+    # a static-site theme: each post a <div> whose <header> holds its link, no <article>
+    cards = "".join(f'<div class="post"><header><h2><a href="/posts/{slug}/">{slug}</a></h2>'
+                    f'<time>2024-0{i}-01</time></header><p>An excerpt of the post.</p></div>'
+                    for i, slug in enumerate(["first-post", "second-post", "third-post"], 1))
+    html = (f'<html><body><header><a href="/">Site</a><a href="/posts/about-this-site/">About'
+            f'</a></header><main>{cards}</main></body></html>')
+    v = read_listing(html, "http://a.test/posts/", "http://a.test/posts/")
+    assert [u.rsplit("/", 2)[-2] for u in v.items] == ["first-post", "second-post", "third-post"]
+
+
+def test_listing_items_are_post_like():
+    article = "http://a.test/news/2024/03/some-story"
+    for url in ("http://a.test/Opinion", "http://a.test/world/", "http://a.test/noticias.php?cat=14",
+                "http://a.test/"):
+        assert not is_post_like(url, article), url
+        assert not is_post_like(url, "http://a.test/"), url
+    for url, listing in [("http://a.test/journal/first-entry/", "http://a.test/journal/"),
+                         ("http://a.test/spa-blog/one/", "http://a.test/spa-blog/"),
+                         ("http://a.test/late-data/", "http://a.test/"),
+                         ("http://a.test/profiling-python/", "http://a.test/tag/python/"),
+                         ("http://a.test/blog/old-post/", "http://a.test/blog/page/3/"),
+                         ("http://a.test/2021/05/profiling/", "http://a.test/tag/python/"),
+                         ("http://a.test/post.php?id=12", "http://a.test/")]:
+        assert is_post_like(url, listing), (url, listing)
+    # a sibling section of the listing is not one of its posts
+    assert not is_post_like("http://a.test/journal/", "http://a.test/notes/")
+
+
 def test_placeholders_are_recognised_and_short_posts_are_not():
     for text in ("", "Loading…", "Loading posts...", "  …  ", "Please enable JavaScript to view this site.",
                  "You need to enable JavaScript to run this app."):
@@ -137,11 +194,13 @@ ROUTES: dict[str, str] = {
     "/spa/never/": "js_never_renders.html",
     "/spa-blog/": "js_rendered_listing.html",
     "/feed.xml": "feed.xml",
+    "/wp/blog/": "wordpress_blog_index.html",
 }
 ITEMS = {"/2024/02/idempotent-loads/", "/2024/01/late-data/", "/2023/11/backfills/",
          "/2023/09/alerting-on-freshness/", "/2021/05/profiling/", "/2021/08/packaging/",
          "/spa-blog/one/", "/spa-blog/two/", "/spa-blog/three/", "/2020/06/feed-only-post/",
-         "/2020/07/another-feed-post/"}
+         "/2020/07/another-feed-post/", "/2024/05/schema-drift-in-practice/",
+         "/2024/03/small-files-big-bills/", "/2024/01/testing-sql-like-code/"}
 REGISTERED = list(ROUTES)
 SIBLINGS = {"/2021/03/bounded-queues/", "/2021/06/shedding-load/", "/2022/01/retry-storms/",
             "/2023/03/contracts/", "/2022/04/kafka-lag/"}
@@ -190,9 +249,10 @@ def test_every_registered_link_yields_a_document_or_a_failure(crawled):
     """Articles and pages with words of their own give a document or a failure; a listing
     without prose of its own (the script-built one) gives its items instead."""
     docs, failures = crawled
-    for path in set(REGISTERED) - {"/spa-blog/", "/feed.xml"}:
+    listings = {"/spa-blog/", "/feed.xml", "/wp/blog/"}
+    for path in set(REGISTERED) - listings:
         assert (path in docs) != (path in failures), (path, sorted(docs), failures)
-    for listing in ("/spa-blog/", "/feed.xml"):
+    for listing in listings:
         assert listing not in docs and listing not in failures
 
 
@@ -235,3 +295,13 @@ def test_a_registered_feed_expands_to_its_entries(crawled):
     # in feed order, tracking parameters dropped, the talk on another site left out
     assert {"/2020/06/feed-only-post/", "/2020/07/another-feed-post/"} <= set(docs)
     assert not any("conference" in path for path in docs)
+
+
+def test_a_wordpress_index_expands_to_its_cards_only(crawled):
+    docs, failures = crawled
+    cards = {"/2024/05/schema-drift-in-practice/", "/2024/03/small-files-big-bills/",
+             "/2024/01/testing-sql-like-code/"}
+    assert cards <= set(docs)
+    for widget in ("/2023/11/late-arriving-dimensions/", "/2022/07/start-here-a-reading-guide/",
+                   "/blog/page/2/"):
+        assert widget not in docs and widget not in failures

@@ -38,12 +38,14 @@ ROUTES: dict[str, tuple[str, Platform]] = {
     "/journal/first-entry/": ("sibling_a.html", Platform.WEB),
     "/journal/second-entry/": ("sibling_b.html", Platform.WEB),
     "/journal/third-entry/": ("article_with_links.html", Platform.WEB),
+    "/news/2024/03/council-votes-to-close-east-bank-water-plant": ("news_article_rails.html", Platform.WEB),
+    "/news/2024/03/council-votes-to-close-east-bank-plant-brief": ("news_brief_rails.html", Platform.WEB),
 }
 REGISTERED = [p for p in ROUTES if not p.startswith(("/notes/sibling", "/journal/"))] + ["/journal/"]
 
 
 class _Handler(SimpleHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         route = ROUTES.get(self.path)
         if route is None:
             self.send_error(404)
@@ -160,3 +162,17 @@ def test_article_with_in_text_links_is_an_article(crawled):
 def test_a_real_index_expands_to_its_entries(crawled):
     docs, _ = crawled
     assert {"/journal/first-entry/", "/journal/second-entry/", "/journal/third-entry/"} <= set(docs)
+
+
+def test_news_articles_with_menus_and_rails_pull_nothing_in(crawled):
+    """Section menus, a related-stories rail and footer links around a news article (and
+    around a short brief) are never crawled: the article is stored, nothing else is fetched."""
+    docs, failures = crawled
+    full = _doc(crawled, "/news/2024/03/council-votes-to-close-east-bank-water-plant")
+    assert "The city council voted late on Tuesday" in full.content
+    assert "What happens to the site itself is still open." in full.content
+    brief = _doc(crawled, "/news/2024/03/council-votes-to-close-east-bank-plant-brief")
+    assert "The city council voted late on Tuesday" in brief.content
+    expected = set(REGISTERED) | {"/journal/first-entry/", "/journal/second-entry/", "/journal/third-entry/"}
+    assert set(docs) <= expected, sorted(set(docs) - expected)
+    assert set(failures) <= expected, {k: f.reason for k, f in failures.items() if k not in expected}

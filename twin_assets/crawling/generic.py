@@ -1,8 +1,11 @@
 """Any other article URL: a blog post, or a blog index that expands to its posts.
 
 A registered page is crawled as the article it is unless it is shaped like a listing (see
-`listing.read_listing`: repeated items of one shape, each one link and little text, with little
-prose of its own or an index path; links inside sentences never count). Either way the page
+`listing.read_listing`: repeated items of one shape, each one link to a post-like page and
+little text, with little prose of its own or an index path). Links inside sentences and link
+groups of site chrome (menus, headers, footers, related/trending rails, tag and share lists)
+never count, and a page with an article's running text of its own, or whose main content holds
+none of the items, is an article whatever surrounds it. Either way the page
 fetched to decide is reused, not fetched again. A listing that also has real prose of its own
 (a home page with an about text) is kept as a document too, without its items, so expanding a
 page never loses its own words. A page whose HTML shows only a placeholder ("Loading…") is
