@@ -51,9 +51,37 @@ sys.path.insert(0, str(ROOT.parent))
 DATA = ROOT / "data" / "extraction"
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 _BLOCK_TAGS = {
-    "p", "div", "section", "article", "main", "header", "footer", "aside", "nav", "li", "ul", "ol",
-    "pre", "blockquote", "figure", "figcaption", "table", "tr", "td", "th", "h1", "h2", "h3",
-    "h4", "h5", "h6", "br", "hr", "dt", "dd", "dl",
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "aside",
+    "nav",
+    "li",
+    "ul",
+    "ol",
+    "pre",
+    "blockquote",
+    "figure",
+    "figcaption",
+    "table",
+    "tr",
+    "td",
+    "th",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "br",
+    "hr",
+    "dt",
+    "dd",
+    "dl",
 }
 
 
@@ -106,25 +134,35 @@ def load_pages() -> list[Page]:
     truth = json.loads(gzip.decompress((aeb / "ground-truth.json.gz").read_bytes()))
     for key, item in sorted(truth.items()):
         html = gzip.decompress((aeb / "html" / f"{key}.html.gz").read_bytes())
-        pages.append(Page(key=key[:12], subset="article-extraction-benchmark", html=html,
-                          expected=item.get("articleBody", "")))
+        pages.append(
+            Page(
+                key=key[:12],
+                subset="article-extraction-benchmark",
+                html=html,
+                expected=item.get("articleBody", ""),
+            )
+        )
     for folder in sorted(p for p in (DATA / "readability-test-pages").iterdir() if p.is_dir()):
         expected_html = gzip.decompress((folder / "expected.html.gz").read_bytes()).decode()
         root = lxml.html.fromstring(expected_html)
         code = [_normalise_code(pre.text_content()) for pre in root.iter("pre")]
-        pages.append(Page(
-            key=folder.name, subset="readability-test-pages",
-            html=gzip.decompress((folder / "source.html.gz").read_bytes()),
-            expected=html_text(expected_html), code_blocks=[c for c in code if c],
-            platform="medium" if folder.name.startswith("medium-") else "web",
-        ))
+        pages.append(
+            Page(
+                key=folder.name,
+                subset="readability-test-pages",
+                html=gzip.decompress((folder / "source.html.gz").read_bytes()),
+                expected=html_text(expected_html),
+                code_blocks=[c for c in code if c],
+                platform="medium" if folder.name.startswith("medium-") else "web",
+            )
+        )
     return pages
 
 
 # -- metrics -----------------------------------------------------------------------------------
 def shingles(text: str, n: int = 4) -> Counter:
     tokens = _TOKEN.findall(text or "")
-    return Counter(tuple(tokens[i:i + n]) for i in range(max(len(tokens) - n + 1, 0 if not tokens else 1)))
+    return Counter(tuple(tokens[i : i + n]) for i in range(max(len(tokens) - n + 1, 0 if not tokens else 1)))
 
 
 def tp_fp_fn(expected: str, predicted: str) -> tuple[float, float, float]:
@@ -159,8 +197,7 @@ def score(pages: list[Page], outputs: dict[str, str]) -> dict:
     recall = statistics.mean(recalls) if recalls else 0.0
     code_total = sum(len(p.code_blocks) for p in pages)
     code_kept = sum(
-        1 for p in pages for block in p.code_blocks
-        if block in _normalise_code(outputs.get(p.key, ""))
+        1 for p in pages for block in p.code_blocks if block in _normalise_code(outputs.get(p.key, ""))
     )
     return {
         "pages": len(pages),
@@ -178,8 +215,14 @@ def run_trafilatura(pages: list[Page]) -> dict[str, str]:
     import trafilatura
 
     return {
-        p.key: trafilatura.extract(p.html, output_format="markdown", include_formatting=True,
-                                   include_tables=True, include_comments=False) or ""
+        p.key: trafilatura.extract(
+            p.html,
+            output_format="markdown",
+            include_formatting=True,
+            include_tables=True,
+            include_comments=False,
+        )
+        or ""
         for p in pages
     }
 
@@ -191,7 +234,7 @@ def run_readability(pages: list[Page]) -> dict[str, str]:
     for p in pages:
         try:
             out[p.key] = html_text(Document(p.html).summary(html_partial=True))
-        except Exception:  # noqa: BLE001 - a page it cannot parse is "no output"
+        except Exception:
             out[p.key] = ""
     return out
 
@@ -201,7 +244,7 @@ class _PageHandler(BaseHTTPRequestHandler):
         self.pages = pages
         super().__init__(*args, **kwargs)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         body = self.pages.get(self.path.strip("/").split("/")[-1])
         if body is None:
             self.send_error(404)
@@ -221,7 +264,7 @@ def article_body(content: str, title: str | None) -> str:
     stored apart (`RawDocument.title`), and the ground truth, trafilatura and readability are
     all article bodies without the headline, so it is compared like with like."""
     head = f"# {title}\n" if title else None
-    return content[len(head):].lstrip("\n") if head and content.startswith(head) else content
+    return content[len(head) :].lstrip("\n") if head and content.startswith(head) else content
 
 
 def run_twin(pages: list[Page], browser_mode: str) -> tuple[dict[str, str], dict]:
@@ -229,15 +272,20 @@ def run_twin(pages: list[Page], browser_mode: str) -> tuple[dict[str, str], dict
     from twin_assets.crawling import CrawlSettings, crawl_author
     from twin_assets.domain.documents import Author, AuthorLink, Platform
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_PageHandler, pages={p.key: p.html for p in pages}))
+    server = ThreadingHTTPServer(
+        ("127.0.0.1", 0), partial(_PageHandler, pages={p.key: p.html for p in pages})
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
     url_of = {p.key: f"{base}/{p.subset}/{p.key}" for p in pages}
-    author = Author(id="benchmark", full_name="Benchmark", links=[
-        AuthorLink(url=url_of[p.key], platform=Platform(p.platform)) for p in pages
-    ])
-    settings = CrawlSettings(allow_hosts=["127.0.0.1"], min_domain_interval_s=0.0, max_retries=0,
-                             browser_mode=browser_mode)  # type: ignore[arg-type]
+    author = Author(
+        id="benchmark",
+        full_name="Benchmark",
+        links=[AuthorLink(url=url_of[p.key], platform=Platform(p.platform)) for p in pages],
+    )
+    settings = CrawlSettings(
+        allow_hosts=["127.0.0.1"], min_domain_interval_s=0.0, max_retries=0, browser_mode=browser_mode
+    )  # type: ignore[arg-type]
     log = logging.getLogger("extraction-benchmark")
     started = time.monotonic()
     try:
@@ -280,8 +328,12 @@ def table(results: dict[str, dict[str, dict]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--browser", default="auto", choices=["auto", "never", "always"],
-                        help="the crawler's browser mode (auto: as in production)")
+    parser.add_argument(
+        "--browser",
+        default="auto",
+        choices=["auto", "never", "always"],
+        help="the crawler's browser mode (auto: as in production)",
+    )
     parser.add_argument("--out", type=Path, help="write every number (and per-page F1) as JSON")
     parser.add_argument("--limit", type=int, default=0, help="only the first N pages of each set")
     args = parser.parse_args(argv)
@@ -289,8 +341,11 @@ def main(argv: list[str] | None = None) -> int:
 
     pages = load_pages()
     if args.limit:
-        pages = [p for s in ("article-extraction-benchmark", "readability-test-pages")
-                 for p in [q for q in pages if q.subset == s][: args.limit]]
+        pages = [
+            p
+            for s in ("article-extraction-benchmark", "readability-test-pages")
+            for p in [q for q in pages if q.subset == s][: args.limit]
+        ]
     runners: dict[str, Callable[[], dict[str, str]]] = {
         "llm-twin crawler": lambda: twin_outputs,
         "trafilatura": partial(run_trafilatura, pages),
@@ -311,15 +366,28 @@ def main(argv: list[str] | None = None) -> int:
         for p in pages:
             counts = tp_fp_fn(p.expected, outputs.get(p.key, ""))
             prec, rec = _precision(*counts), _recall(*counts)
-            per_page.setdefault(p.key, {})[name] = round(2 * prec * rec / (prec + rec), 3) if prec + rec else 0.0
+            per_page.setdefault(p.key, {})[name] = (
+                round(2 * prec * rec / (prec + rec), 3) if prec + rec else 0.0
+            )
     print(table(results))
-    print(f"\nllm-twin crawl: {twin_stats['documents']} documents "
-          f"({twin_stats['unregistered_documents']} not registered), failures by kind: "
-          f"{dict(twin_stats['failures']) or 'none'}, {twin_stats['seconds']} s; "
-          + ", ".join(f"{n} {results[n]['seconds']} s" for n in results if n != "llm-twin crawler"))
+    print(
+        f"\nllm-twin crawl: {twin_stats['documents']} documents "
+        f"({twin_stats['unregistered_documents']} not registered), failures by kind: "
+        f"{dict(twin_stats['failures']) or 'none'}, {twin_stats['seconds']} s; "
+        + ", ".join(f"{n} {results[n]['seconds']} s" for n in results if n != "llm-twin crawler")
+    )
     if args.out:
-        args.out.write_text(json.dumps({"results": results, "crawl": {**twin_stats, "failures": dict(twin_stats["failures"])},
-                                        "per_page_f1": per_page}, indent=2, default=str))
+        args.out.write_text(
+            json.dumps(
+                {
+                    "results": results,
+                    "crawl": {**twin_stats, "failures": dict(twin_stats["failures"])},
+                    "per_page_f1": per_page,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     return 0
 
 

@@ -38,10 +38,22 @@ PEAK_BF16 = 989e12
 
 def model_shape(smoke: bool) -> dict:
     if smoke:
-        return dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                    intermediate_size=128, vocab_size=2048)
-    return dict(hidden_size=2048, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
-                intermediate_size=8192, vocab_size=128256)
+        return dict(
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            intermediate_size=128,
+            vocab_size=2048,
+        )
+    return dict(
+        hidden_size=2048,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        intermediate_size=8192,
+        vocab_size=128256,
+    )
 
 
 def build_tokenizer(vocab_size: int, path: Path):
@@ -56,8 +68,9 @@ def build_tokenizer(vocab_size: int, path: Path):
     vocab.update({"system": vocab_size, "user": vocab_size + 1, "assistant": vocab_size + 2})
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<pad>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>",
-                                 bos_token="<|im_start|>")
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", bos_token="<|im_start|>"
+    )
     hf.add_special_tokens({"additional_special_tokens": specials[1:]})
     from twin_assets.training.base_model import PROJECT_CHAT_TEMPLATE
 
@@ -111,34 +124,82 @@ def run_variant(name: str, model_dir: Path, rows: list[dict], args, shape: dict,
         from trl import SFTConfig, SFTTrainer
 
         tok = AutoTokenizer.from_pretrained(model_dir)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if on_gpu else torch.float32)
-        ds = Dataset.from_list([{"messages": instruction_messages(r["instruction"], r["output"], None)} for r in rows])
-        cfg = SFTConfig(output_dir=str(work / name), max_steps=10**6, report_to=[], save_strategy="no",
-                        packing=(name == "b"), include_num_input_tokens_seen="non_padding",
-                        logging_steps=10**6, disable_tqdm=True, use_cpu=not on_gpu, bf16=on_gpu,
-                        **({"max_length": 256, "per_device_train_batch_size": 2} if args.smoke else {}))
-        trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok,
-                             peft_config=LoraConfig(r=32, lora_alpha=64, target_modules="all-linear",
-                                                    task_type="CAUSAL_LM"))
-        settings = {"packing": cfg.packing, "per_device_batch": cfg.per_device_train_batch_size,
-                    "max_length": cfg.max_length, "gradient_checkpointing": cfg.gradient_checkpointing,
-                    "attn": model.config._attn_implementation}
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch.bfloat16 if on_gpu else torch.float32
+        )
+        ds = Dataset.from_list(
+            [{"messages": instruction_messages(r["instruction"], r["output"], None)} for r in rows]
+        )
+        cfg = SFTConfig(
+            output_dir=str(work / name),
+            max_steps=10**6,
+            report_to=[],
+            save_strategy="no",
+            packing=(name == "b"),
+            include_num_input_tokens_seen="non_padding",
+            logging_steps=10**6,
+            disable_tqdm=True,
+            use_cpu=not on_gpu,
+            bf16=on_gpu,
+            **({"max_length": 256, "per_device_train_batch_size": 2} if args.smoke else {}),
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=cfg,
+            train_dataset=ds,
+            processing_class=tok,
+            peft_config=LoraConfig(r=32, lora_alpha=64, target_modules="all-linear", task_type="CAUSAL_LM"),
+        )
+        settings = {
+            "packing": cfg.packing,
+            "per_device_batch": cfg.per_device_train_batch_size,
+            "max_length": cfg.max_length,
+            "gradient_checkpointing": cfg.gradient_checkpointing,
+            "attn": model.config._attn_implementation,
+        }
     else:
         from twin_assets.training.config import SFTTrainingConfig
         from twin_assets.training.sft import build_sft_trainer
 
         cfg = SFTTrainingConfig(
-            base_model=str(model_dir), method="lora", lora_r=32, lora_alpha=64, lora_dropout=0.0,
-            max_steps=10**6, max_length=args.c_max_length, per_device_batch_size=args.c_batch,
-            packing=True, gradient_checkpointing=False, bf16="true" if on_gpu else "false",
-            completion_only_loss=True, logging_steps=10**6, learning_rate=2e-4,
+            base_model=str(model_dir),
+            method="lora",
+            lora_r=32,
+            lora_alpha=64,
+            lora_dropout=0.0,
+            max_steps=10**6,
+            max_length=args.c_max_length,
+            per_device_batch_size=args.c_batch,
+            packing=True,
+            gradient_checkpointing=False,
+            bf16="true" if on_gpu else "false",
+            completion_only_loss=True,
+            logging_steps=10**6,
+            learning_rate=2e-4,
         )
         trainer, tok, _, hyper = build_sft_trainer(
-            str(model_dir), rows, [], cfg, work / name, attn_implementation=args.attn,
-            extra_args={"torch_compile": args.compile} if args.compile else None)
-        settings = {k: hyper[k] for k in ("per_device_batch_size", "max_length", "packing",
-                                          "gradient_checkpointing", "attn_implementation", "bf16")}
-        settings["optim"] = trainer.args.optim.value if hasattr(trainer.args.optim, "value") else str(trainer.args.optim)
+            str(model_dir),
+            rows,
+            [],
+            cfg,
+            work / name,
+            attn_implementation=args.attn,
+            extra_args={"torch_compile": args.compile} if args.compile else None,
+        )
+        settings = {
+            k: hyper[k]
+            for k in (
+                "per_device_batch_size",
+                "max_length",
+                "packing",
+                "gradient_checkpointing",
+                "attn_implementation",
+                "bf16",
+            )
+        }
+        settings["optim"] = (
+            trainer.args.optim.value if hasattr(trainer.args.optim, "value") else str(trainer.args.optim)
+        )
         settings["liger"] = bool(getattr(trainer.args, "use_liger_kernel", False))
         settings["torch_compile"] = args.compile
     meter = Budget(args.warmup, args.tokens)
@@ -150,10 +211,16 @@ def run_variant(name: str, model_dir: Path, rows: list[dict], args, shape: dict,
         trainable += p.numel() if p.requires_grad else 0
     tps = meter.tokens_per_second
     out = {
-        "variant": name, "tokens_per_s": round(tps, 1), "measured_tokens": meter.measured_tokens,
-        "measured_seconds": round(meter.measured_seconds, 3), "steps": trainer.state.global_step,
-        "warmup_steps": args.warmup, "params_total": total, "params_trainable": trainable,
-        "mfu_6n": 6 * total * tps / PEAK_BF16, "mfu_lora": (4 * total + 6 * trainable) * tps / PEAK_BF16,
+        "variant": name,
+        "tokens_per_s": round(tps, 1),
+        "measured_tokens": meter.measured_tokens,
+        "measured_seconds": round(meter.measured_seconds, 3),
+        "steps": trainer.state.global_step,
+        "warmup_steps": args.warmup,
+        "params_total": total,
+        "params_trainable": trainable,
+        "mfu_6n": 6 * total * tps / PEAK_BF16,
+        "mfu_lora": (4 * total + 6 * trainable) * tps / PEAK_BF16,
         "peak_memory_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if on_gpu else None,
         "settings": settings,
     }
@@ -189,15 +256,26 @@ def main() -> int:
     model_dir = work / "model"
     tok = build_tokenizer(shape["vocab_size"], model_dir)
     torch.manual_seed(args.seed)
-    config = LlamaConfig(**{**shape, "vocab_size": len(tok)}, max_position_embeddings=8192,
-                         rope_theta=500000.0, tie_word_embeddings=True, pad_token_id=tok.pad_token_id,
-                         eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    config = LlamaConfig(
+        **{**shape, "vocab_size": len(tok)},
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(model_dir)
     del model
-    rows = synthetic_rows(args.samples, shape["vocab_size"], 2048 if not args.smoke else 512,
-                          400 if not args.smoke else 100, args.seed)
+    rows = synthetic_rows(
+        args.samples,
+        shape["vocab_size"],
+        2048 if not args.smoke else 512,
+        400 if not args.smoke else 100,
+        args.seed,
+    )
     results, errors = {}, {}
     for name in [v.strip() for v in args.variants.split(",")]:
         t0 = time.time()
@@ -218,15 +296,17 @@ def main() -> int:
             try:
                 results[name] = run_variant(name, model_dir, rows, args, shape, work)
                 results[name]["settings"]["attn_fallback_from"] = errors[name][:300]
-            except Exception as exc2:  # noqa: BLE001
+            except Exception as exc2:
                 traceback.print_exc()
                 errors[name] += f" | sdpa retry: {type(exc2).__name__}: {exc2}"[:1000]
                 continue
         r = results[name]
-        print(f"({name}) {r['tokens_per_s']:>10.1f} useful tok/s  MFU(6N) {r['mfu_6n']:.1%}  "
-              f"MFU(LoRA) {r['mfu_lora']:.1%}  peak {r['peak_memory_gib']} GiB  "
-              f"[{r['measured_tokens']} tok in {r['measured_seconds']}s, wall {time.time() - t0:.0f}s] {r['settings']}",
-              flush=True)
+        print(
+            f"({name}) {r['tokens_per_s']:>10.1f} useful tok/s  MFU(6N) {r['mfu_6n']:.1%}  "
+            f"MFU(LoRA) {r['mfu_lora']:.1%}  peak {r['peak_memory_gib']} GiB  "
+            f"[{r['measured_tokens']} tok in {r['measured_seconds']}s, wall {time.time() - t0:.0f}s] {r['settings']}",
+            flush=True,
+        )
         Path(args.out).with_suffix(".partial.json").write_text(json.dumps(results, indent=2))
     ratios = {}
     if "a" in results and "b" in results:
@@ -237,10 +317,18 @@ def main() -> int:
         ratios["c/a"] = results["c"]["tokens_per_s"] / results["a"]["tokens_per_s"]
     print("ratios:", {k: round(v, 2) for k, v in ratios.items()})
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    payload = {"command": " ".join(sys.argv), "device": device, "smoke": args.smoke, "shape": shape,
-               "samples": args.samples, "token_budget": args.tokens, "results": results, "errors": errors,
-               "ratios": ratios,
-               "versions": {m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "peft")}}
+    payload = {
+        "command": " ".join(sys.argv),
+        "device": device,
+        "smoke": args.smoke,
+        "shape": shape,
+        "samples": args.samples,
+        "token_budget": args.tokens,
+        "results": results,
+        "errors": errors,
+        "ratios": ratios,
+        "versions": {m: __import__(m).__version__ for m in ("torch", "transformers", "trl", "peft")},
+    }
     Path(args.out).write_text(json.dumps(payload, indent=2))
     print(f"wrote {args.out}")
     return 0

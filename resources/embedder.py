@@ -74,7 +74,8 @@ class EmbedderResource(dg.ConfigurableResource):
         default=True, description="Never download a model, only use local files (HF_HUB_OFFLINE, default 1)."
     )
     cache_folder: str = Field(
-        default="", description="Where hub models are cached (TWIN_EMBEDDING_CACHE_DIR); empty = HF's default."
+        default="",
+        description="Where hub models are cached (TWIN_EMBEDDING_CACHE_DIR); empty = HF's default.",
     )
 
     def get_model(self):

@@ -55,7 +55,9 @@ class WandbResource(dg.ConfigurableResource):
     enabled: bool = Field(default=True, description="False: no tracking at all (TWIN_WANDB_ENABLED).")
     project: str = Field(default="llm-twin", description="WANDB_PROJECT")
     entity: str = Field(default="", description="WANDB_ENTITY (team/user); empty = default.")
-    mode: str = Field(default="", description="online|offline|disabled; empty = online iff an API key is set.")
+    mode: str = Field(
+        default="", description="online|offline|disabled; empty = online iff an API key is set."
+    )
     api_key: str = Field(default="", description="WANDB_API_KEY (secret: pass as EnvVar).")
     dir: str = Field(default=".data/wandb", description="Where run files are written (WANDB_DIR).")
     silent: bool = Field(default=True, description="Keep wandb's console output quiet (WANDB_SILENT).")
@@ -83,9 +85,17 @@ class WandbResource(dg.ConfigurableResource):
             given["api_key"] = self.api_key
         settings = wandb.Settings(**given)
         run = wandb.init(
-            project=self.project, entity=self.entity or None, name=name, group=group,
-            job_type=job_type, config=config, tags=tags or [], dir=str(run_dir),
-            mode=mode, settings=settings, reinit="finish_previous",  # type: ignore[arg-type]
+            project=self.project,
+            entity=self.entity or None,
+            name=name,
+            group=group,
+            job_type=job_type,
+            config=config,
+            tags=tags or [],
+            dir=str(run_dir),
+            mode=mode,
+            settings=settings,
+            reinit="finish_previous",  # type: ignore[arg-type]
         )
         tracked = TrackedRun(run, str(Path(run.dir).parent), run.id, run.url or "", mode)
         try:

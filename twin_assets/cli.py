@@ -104,7 +104,9 @@ def _instance():
         return dg.DagsterInstance.get()
     except (DagsterHomeNotSetError, dg.DagsterInvariantViolationError) as exc:
         first = str(exc).strip().split("\n")[0].strip()
-        raise CliError(f"{first} Run `source scripts/env.sh` or point DAGSTER_HOME at the instance directory.") from exc
+        raise CliError(
+            f"{first} Run `source scripts/env.sh` or point DAGSTER_HOME at the instance directory."
+        ) from exc
 
 
 def cmd_authors(args: argparse.Namespace) -> int:
@@ -137,12 +139,16 @@ def _purge(args: argparse.Namespace, authors) -> int:
     if not args.author_id:
         raise CliError("twin authors purge needs the author id")
     if not _is_author_id(args.author_id):
-        raise CliError(f"{args.author_id!r} is not an author id (a lowercase slug: letters, digits, '-' or '_')")
+        raise CliError(
+            f"{args.author_id!r} is not an author id (a lowercase slug: letters, digits, '-' or '_')"
+        )
     ensure_not_registered(args.author_id, authors)  # AuthorStillRegistered: "refused: ..."
     if not args.yes:
         try:
-            answer = input(f"Delete every document, vector, dataset and model of {args.author_id!r}? "
-                           "Type the author id to confirm: ")
+            answer = input(
+                f"Delete every document, vector, dataset and model of {args.author_id!r}? "
+                "Type the author id to confirm: "
+            )
         except EOFError:
             answer = ""
         if answer.strip() != args.author_id:
@@ -150,8 +156,11 @@ def _purge(args: argparse.Namespace, authors) -> int:
             return 1
     resources = _resources()
     report = purge_author_everywhere(  # PurgeFailed: "purge incomplete (safe to re-run): ..."
-        args.author_id, instance=_instance(), store=_store(_warehouse()),
-        qdrant=resources["qdrant"], artifacts=resources["artifacts"],
+        args.author_id,
+        instance=_instance(),
+        store=_store(_warehouse()),
+        qdrant=resources["qdrant"],
+        artifacts=resources["artifacts"],
         keep_artifacts=args.keep_artifacts,
     )
     print(report.summary())
@@ -248,9 +257,13 @@ def _sample_port() -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twin", description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors too (or TWIN_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks of user errors too (or TWIN_DEBUG=1)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("authors", help="list the registry, sync it into Dagster and the warehouse, or purge an author")
+    p = sub.add_parser(
+        "authors", help="list the registry, sync it into Dagster and the warehouse, or purge an author"
+    )
     p.add_argument("action", choices=["list", "sync", "purge"])
     p.add_argument("author_id", nargs="?", help="purge: the author to forget")
     p.add_argument("--yes", action="store_true", help="purge: do not ask for confirmation")

@@ -33,7 +33,5 @@ def defs() -> dg.Definitions:
         training,
         evaluation,
         authors,
-        dg.Definitions(
-            jobs=[twin_pipeline_job], sensors=[automation_sensor], resources=build_resources()
-        ),
+        dg.Definitions(jobs=[twin_pipeline_job], sensors=[automation_sensor], resources=build_resources()),
     )

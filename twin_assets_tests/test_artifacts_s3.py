@@ -16,9 +16,15 @@ BUCKET = "twin-artifacts"
 
 def _store(moto_url: str, root: Path, bucket: str) -> ArtifactStoreResource:
     return ArtifactStoreResource(
-        root_dir=str(root), s3_bucket=bucket, s3_prefix="llm-twin",
-        s3=S3Resource(endpoint_url=moto_url, region_name="us-east-1",
-                      aws_access_key_id="test", aws_secret_access_key="test"),
+        root_dir=str(root),
+        s3_bucket=bucket,
+        s3_prefix="llm-twin",
+        s3=S3Resource(
+            endpoint_url=moto_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        ),
     )
 
 
@@ -52,8 +58,9 @@ def test_put_dir_uploads_cards_last(moto_url, bucket, tmp_path, monkeypatch):
     monkeypatch.setattr(ArtifactStoreResource, "_client", recording_client)
     store.put_dir("datasets/a/instruction/v1", src)
     rel = [k.removeprefix("llm-twin/datasets/a/instruction/v1/") for k in uploaded]
-    assert sorted(rel) == sorted(["a.parquet", "card.json", "model_card.json", "sub/card.json",
-                                  "sub/x.bin", "test.parquet"])
+    assert sorted(rel) == sorted(
+        ["a.parquet", "card.json", "model_card.json", "sub/card.json", "sub/x.bin", "test.parquet"]
+    )
     assert set(rel[-2:]) == {"card.json", "model_card.json"}  # the completeness markers last
     # the local copy is complete and replaces an older copy; no staging dirs are left behind
     (src / "a.parquet").write_text("new")
@@ -105,8 +112,16 @@ def test_published_model_version_carries_its_loss_curve_to_s3(moto_url, bucket, 
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
     store = _store(moto_url, tmp_path / "root", bucket)
-    card = registry.ModelCard(author_id="a", kind="sft", version="m1", base_model="base", method="lora",
-                              dataset_kind="instruction", dataset_version="v1", code_version="c1")
+    card = registry.ModelCard(
+        author_id="a",
+        kind="sft",
+        version="m1",
+        base_model="base",
+        method="lora",
+        dataset_kind="instruction",
+        dataset_version="v1",
+        code_version="c1",
+    )
     registry.publish_model(store, card, adapter, extra_files={registry.LOSS_CURVE_FILE: b"\x89PNG plot"})
     other = _store(moto_url, tmp_path / "other-worker", bucket)
     key = f"{registry.model_key('a', 'sft', 'm1')}/{registry.LOSS_CURVE_FILE}"

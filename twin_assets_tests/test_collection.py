@@ -18,8 +18,8 @@ from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.defs.collection.assets import raw_documents
 from twin_assets.defs.partitions import authors_partitions
 from twin_assets.defs.resources import registry_placeholders
-from twin_assets.sample_data.prepare import prepare_sample
 from twin_assets.paths import PROJECT_ROOT
+from twin_assets.sample_data.prepare import prepare_sample
 
 AUTHOR = "maya-kowalski"
 
@@ -46,9 +46,14 @@ def sample_registry(tmp_path_factory, sample_site) -> Path:
 def _resources(registry: Path, warehouse) -> dict:
     return {
         "authors": AuthorRegistryResource(path=str(registry), placeholders=registry_placeholders()),
-        "crawler": CrawlerResource.from_settings(CrawlSettings(
-            allow_hosts=["127.0.0.1"], allow_local_sources=True, page_timeout_s=20, min_domain_interval_s=0
-        )),
+        "crawler": CrawlerResource.from_settings(
+            CrawlSettings(
+                allow_hosts=["127.0.0.1"],
+                allow_local_sources=True,
+                page_timeout_s=20,
+                min_domain_interval_s=0,
+            )
+        ),
         "warehouse": warehouse,
     }
 
@@ -87,8 +92,7 @@ def test_raw_documents_crawls_stores_and_is_idempotent(sample_registry, warehous
         assert meta2["unchanged"].value == len(docs)
         assert len(store.get_documents(AUTHOR)) == len(docs)
         assert (
-            second.asset_materializations_for_node("raw_documents")[0].tags["dagster/data_version"]
-            == version
+            second.asset_materializations_for_node("raw_documents")[0].tags["dagster/data_version"] == version
         )
 
 
@@ -99,8 +103,17 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_asset_graph().get_all_asset_keys() >= {
         dg.AssetKey(k)
-        for k in ("raw_documents", "cleaned_documents", "chunks", "embedded_chunks",
-                  "instruction_dataset", "preference_dataset", "base_model", "sft_model", "dpo_model")
+        for k in (
+            "raw_documents",
+            "cleaned_documents",
+            "chunks",
+            "embedded_chunks",
+            "instruction_dataset",
+            "preference_dataset",
+            "base_model",
+            "sft_model",
+            "dpo_model",
+        )
     }
     assert {j.name for j in defs.jobs} >= {"crawl_author", "twin_pipeline", "purge_author"}
 
@@ -151,6 +164,4 @@ def test_cli_materializes_a_partition(sample_registry, mongo_server, tmp_path, m
     client.close()
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # dagster.yaml puts storage under $DAGSTER_HOME
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert instance.get_latest_materialization_event(
-            dg.AssetKey("raw_documents")
-        ) is not None
+        assert instance.get_latest_materialization_event(dg.AssetKey("raw_documents")) is not None

@@ -47,17 +47,19 @@ def test_every_crawl_setting_has_one_variable_and_is_dagster_config():
 
 
 def test_crawl_settings_from_env_parses_every_kind_of_field():
-    settings = crawl_settings_from_env({
-        "TWIN_CRAWL_ALLOW_HOSTS": "127.0.0.1, 10.0.0.0/8,",
-        "TWIN_CRAWL_ALLOW_LOCAL": "1",
-        "TWIN_CRAWL_BROWSER": "never",
-        "TWIN_CRAWL_BLOCK_HEAVY_RESOURCES": "false",
-        "TWIN_CRAWL_MAX_REDIRECTS": "0",
-        "TWIN_CRAWL_MAX_LISTING_ITEMS": "50",
-        "TWIN_CRAWL_TIMEOUT_S": "7.5",
-        "TWIN_GITHUB_API": "http://127.0.0.1:9/api",
-        "TWIN_CRAWL_USER_AGENT": "",  # empty: the default, as if unset
-    })
+    settings = crawl_settings_from_env(
+        {
+            "TWIN_CRAWL_ALLOW_HOSTS": "127.0.0.1, 10.0.0.0/8,",
+            "TWIN_CRAWL_ALLOW_LOCAL": "1",
+            "TWIN_CRAWL_BROWSER": "never",
+            "TWIN_CRAWL_BLOCK_HEAVY_RESOURCES": "false",
+            "TWIN_CRAWL_MAX_REDIRECTS": "0",
+            "TWIN_CRAWL_MAX_LISTING_ITEMS": "50",
+            "TWIN_CRAWL_TIMEOUT_S": "7.5",
+            "TWIN_GITHUB_API": "http://127.0.0.1:9/api",
+            "TWIN_CRAWL_USER_AGENT": "",  # empty: the default, as if unset
+        }
+    )
     assert settings.allow_hosts == ["127.0.0.1", "10.0.0.0/8"] and settings.allow_local_sources
     assert settings.browser_mode == "never" and settings.block_heavy_resources is False
     assert (settings.max_redirects, settings.max_listing_items, settings.page_timeout_s) == (0, 50, 7.5)
@@ -112,7 +114,10 @@ def test_build_resources_reads_only_the_given_environment(tmp_path):
     }
     r = build_resources(environ)
     assert r["authors"].path == "/srv/authors.yaml"
-    assert r["authors"].placeholders == {"TWIN_DATA_DIR": str(tmp_path), "TWIN_SAMPLE_SITE_URL": "http://127.0.0.1:1234"}
+    assert r["authors"].placeholders == {
+        "TWIN_DATA_DIR": str(tmp_path),
+        "TWIN_SAMPLE_SITE_URL": "http://127.0.0.1:1234",
+    }
     assert r["crawler"].settings().max_listing_items == 30
     assert (r["embedder"].batch_size, r["embedder"].offline) == (8, False)
     assert r["warehouse"].embedded_data_dir == str(tmp_path / "mongo")
@@ -140,10 +145,13 @@ def test_invalid_numbers_name_their_variable():
 def test_importing_the_definitions_reads_no_environment():
     """Invalid values only fail when the definitions are built, not when modules are imported."""
     env = {**os.environ, "TWIN_CRAWL_MAX_RETRIES": "two", "TWIN_MONGO_PORT": "x"}
-    code = ("import twin_assets.definitions, twin_assets.defs.resources as r, twin_assets.cli\n"
-            "try:\n    r.build_resources()\nexcept r.ConfigurationError as e:\n    print('late:', e)\n")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=PROJECT_ROOT, timeout=300)
+    code = (
+        "import twin_assets.definitions, twin_assets.defs.resources as r, twin_assets.cli\n"
+        "try:\n    r.build_resources()\nexcept r.ConfigurationError as e:\n    print('late:', e)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("late: TWIN_MONGO_PORT='x'")
 
@@ -195,8 +203,14 @@ def registry(tmp_path, monkeypatch) -> Path:
     ("text", "expected"),
     [
         ("authors: [", "not valid YAML"),
-        ("authors:\n  - id: Not A Slug\n    full_name: X\n", "authors[0].id: Value error, author id 'Not A Slug'"),
-        ("authors:\n  - id: a\n    full_name: A\n    links:\n      - url: ${TWIN_LLM_API_KEY}\n", "TWIN_LLM_API_KEY"),
+        (
+            "authors:\n  - id: Not A Slug\n    full_name: X\n",
+            "authors[0].id: Value error, author id 'Not A Slug'",
+        ),
+        (
+            "authors:\n  - id: a\n    full_name: A\n    links:\n      - url: ${TWIN_LLM_API_KEY}\n",
+            "TWIN_LLM_API_KEY",
+        ),
     ],
 )
 def test_cli_invalid_registry_is_one_line(registry, capsys, text, expected):
@@ -209,7 +223,9 @@ def test_cli_invalid_registry_is_one_line(registry, capsys, text, expected):
 def test_cli_missing_registry(registry, capsys):
     registry.unlink()
     assert main(["authors", "sync"]) == 1
-    assert _one_line_error(capsys).startswith(f"twin: author registry: cannot read author registry {registry}")
+    assert _one_line_error(capsys).startswith(
+        f"twin: author registry: cannot read author registry {registry}"
+    )
 
 
 def test_cli_debug_shows_the_traceback(registry, monkeypatch):
@@ -224,14 +240,19 @@ def test_cli_debug_shows_the_traceback(registry, monkeypatch):
 def test_cli_invalid_variable(registry, monkeypatch, capsys):
     monkeypatch.setenv("TWIN_CRAWL_MAX_RETRIES", "two")
     assert main(["authors", "list"]) == 1
-    assert _one_line_error(capsys).startswith("twin: configuration: TWIN_CRAWL_MAX_RETRIES='two' is not valid")
+    assert _one_line_error(capsys).startswith(
+        "twin: configuration: TWIN_CRAWL_MAX_RETRIES='two' is not valid"
+    )
 
 
 def test_cli_purge_refusals(registry, monkeypatch, capsys):
     assert main(["authors", "purge", "ola", "--yes"]) == 1
     assert _one_line_error(capsys).startswith("twin: refused: author 'ola' is still in the registry")
     assert main(["authors", "purge", "Not/An/Id", "--yes"]) == 1
-    assert _one_line_error(capsys) == "twin: 'Not/An/Id' is not an author id (a lowercase slug: letters, digits, '-' or '_')"
+    assert (
+        _one_line_error(capsys)
+        == "twin: 'Not/An/Id' is not an author id (a lowercase slug: letters, digits, '-' or '_')"
+    )
     assert main(["authors", "purge"]) == 1
     assert _one_line_error(capsys) == "twin: twin authors purge needs the author id"
 
@@ -251,7 +272,9 @@ def test_cli_unreachable_external_warehouse(registry, tmp_path, monkeypatch, cap
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
     assert main(["authors", "sync"]) == 1
     line = _one_line_error(capsys)
-    assert line.startswith(f"twin: cannot reach the warehouse at 127.0.0.1:{port} (TWIN_MONGO_URI) within 0.3s")
+    assert line.startswith(
+        f"twin: cannot reach the warehouse at 127.0.0.1:{port} (TWIN_MONGO_URI) within 0.3s"
+    )
     assert "s3cret" not in line
 
 

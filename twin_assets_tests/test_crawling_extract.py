@@ -13,7 +13,7 @@ from twin_assets.crawling.urls import normalize_url
 from twin_assets.paths import PROJECT_ROOT
 from twin_assets.text.markdown import blocks_to_markdown
 
-CODE = 'def f(x):\n\n\tif x:\n        return  x  *  2   \n    return None'
+CODE = "def f(x):\n\n\tif x:\n        return  x  *  2   \n    return None"
 PAGE = f"""<html><head><title>T</title></head><body>
 <nav><a href="/">Home</a> Sign in</nav>
 <div id="cookie-banner">We use cookies to improve your experience.</div>
@@ -56,8 +56,10 @@ def test_extract_keeps_structure_and_drops_clutter():
 
 
 def test_malformed_html_does_not_raise():
-    ex = extract_article("<html><body><div><p>Unclosed <b>bold <i>text</div></td><table><tr><td>x"
-                         "<p>Real words that matter here.</html></body>")
+    ex = extract_article(
+        "<html><body><div><p>Unclosed <b>bold <i>text</div></td><table><tr><td>x"
+        "<p>Real words that matter here.</html></body>"
+    )
     assert "Real words that matter here." in ex.markdown
 
 
@@ -90,8 +92,9 @@ def test_partition_works_with_the_network_unavailable():
         print("OK", _get_nlp().meta["name"], [b.kind for b in ex.blocks])
         """
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK core_web_sm" in proc.stdout and "paragraph" in proc.stdout
 
@@ -121,10 +124,14 @@ def test_unstructured_sends_no_analytics_and_leaves_the_environment_alone():
         print("OK")
         """
     )
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DO_NOT_TRACK", "SCARF_NO_ANALYTICS", "UNSTRUCTURED_DISABLE_NOTICE")}
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=PROJECT_ROOT, timeout=120, env=env)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DO_NOT_TRACK", "SCARF_NO_ANALYTICS", "UNSTRUCTURED_DISABLE_NOTICE")
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120, env=env
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK" in proc.stdout
     assert "Thank you for using Unstructured" not in proc.stdout + proc.stderr

@@ -18,8 +18,10 @@ def _page(body: str, head: str = "") -> str:
     return f"<html><head>{head}</head><body>{body}</body></html>"
 
 
-PROSE = ("<p>This paragraph explains the idea in enough words to be the article's own prose, so "
-         "that any extractor treats it as the content of the page and keeps it.</p>")
+PROSE = (
+    "<p>This paragraph explains the idea in enough words to be the article's own prose, so "
+    "that any extractor treats it as the content of the page and keeps it.</p>"
+)
 
 
 # -- code ------------------------------------------------------------------------------------
@@ -55,8 +57,20 @@ def test_one_element_per_line_renderers_keep_their_lines_and_drop_gutters():
     hljs_ln = """<pre><code class="hljs"><table class="hljs-ln"><tbody><tr><td class="hljs-ln-line hljs-ln-numbers" data-line-number="1"><div class="hljs-ln-n" data-line-number="1"></div></td><td class="hljs-ln-line hljs-ln-code" data-line-number="1"><span class="hljs-comment"># a</span></td></tr><tr><td class="hljs-ln-line hljs-ln-numbers" data-line-number="2"><div class="hljs-ln-n" data-line-number="2"></div></td><td class="hljs-ln-line hljs-ln-code" data-line-number="2">b = 2</td></tr></tbody></table></code></pre>"""
     prism_numbers = """<pre class="line-numbers language-sh"><code class="language-sh">ls -la
 cd /tmp<span aria-hidden="true" class="line-numbers-rows"><span></span><span></span></span></code></pre>"""
-    html = _page("<article><h1>Post</h1>" + PROSE + github + PROSE + pygments + docusaurus + shiki
-                 + divs + hljs_ln + prism_numbers + PROSE + "</article>")
+    html = _page(
+        "<article><h1>Post</h1>"
+        + PROSE
+        + github
+        + PROSE
+        + pygments
+        + docusaurus
+        + shiki
+        + divs
+        + hljs_ln
+        + prism_numbers
+        + PROSE
+        + "</article>"
+    )
     assert _code(html) == [
         "def main():\n    # comment\n\n    run()",
         "x = 1\n# done",
@@ -71,8 +85,10 @@ cd /tmp<span aria-hidden="true" class="line-numbers-rows"><span></span><span></s
 
 
 def test_a_gutter_class_never_deletes_real_code():
-    html = _page(f"<article>{PROSE}<pre><span class='line-number'>x = compute(1)</span>\n"
-                 "<span class='lineno'>2</span>y = 3</pre></article>")
+    html = _page(
+        f"<article>{PROSE}<pre><span class='line-number'>x = compute(1)</span>\n"
+        "<span class='lineno'>2</span>y = 3</pre></article>"
+    )
     assert _code(html) == ["x = compute(1)\ny = 3"]
 
 
@@ -89,53 +105,81 @@ def test_code_inside_a_quote_and_a_layout_table_is_kept_in_order():
 
 # -- titles ----------------------------------------------------------------------------------
 def test_article_heading_beats_a_site_banner_h1():
-    html = _page(f"""<header><h1>Hi, I'm Tom, I write about reliability</h1></header>
+    html = _page(
+        f"""<header><h1>Hi, I'm Tom, I write about reliability</h1></header>
 <article><header><h2 class="post-title">Retry budgets</h2></header>{PROSE}</article>""",
-                 head="<title>Retry budgets | Tom's notes</title>")
+        head="<title>Retry budgets | Tom's notes</title>",
+    )
     ex = extract_article(html)
     assert ex.title == "Retry budgets"
     assert "Hi, I'm Tom" not in ex.markdown
 
 
-@pytest.mark.parametrize("head, expected", [
-    # og:title confirms the shorter form of <title>: the suffix goes
-    ('<title>Chunking by heading - Lena\'s Lab</title><meta property="og:title" content="Chunking by heading">',
-     "Chunking by heading"),
-    # JSON-LD headline agrees with <title>'s shorter form
-    ('<title>Chunking by heading | Lena\'s Lab</title><script type="application/ld+json">'
-     '{"@graph": [{"@type": "BlogPosting", "headline": "Chunking by heading"}]}</script>',
-     "Chunking by heading"),
-    # nothing confirms a shorter form: the title is kept whole, colon and all
-    ("<title>Python: a guide</title>", "Python: a guide"),
-])
+@pytest.mark.parametrize(
+    "head, expected",
+    [
+        # og:title confirms the shorter form of <title>: the suffix goes
+        (
+            '<title>Chunking by heading - Lena\'s Lab</title><meta property="og:title" content="Chunking by heading">',
+            "Chunking by heading",
+        ),
+        # JSON-LD headline agrees with <title>'s shorter form
+        (
+            '<title>Chunking by heading | Lena\'s Lab</title><script type="application/ld+json">'
+            '{"@graph": [{"@type": "BlogPosting", "headline": "Chunking by heading"}]}</script>',
+            "Chunking by heading",
+        ),
+        # nothing confirms a shorter form: the title is kept whole, colon and all
+        ("<title>Python: a guide</title>", "Python: a guide"),
+    ],
+)
 def test_title_suffix_is_dropped_only_when_another_source_confirms_it(head, expected):
     html = _page(f"<div class='banner'><h1>Lena's Lab</h1></div><div>{PROSE}</div>", head=head)
     assert extract_article(html).title == expected
 
 
 def test_crawler_title_selector_is_trusted_when_nothing_agrees():
-    html = _page(f"<h1>Site</h1><h1 class='story'>The story</h1>{PROSE}",
-                 head='<meta property="og:title" content="Something else">')
+    html = _page(
+        f"<h1>Site</h1><h1 class='story'>The story</h1>{PROSE}",
+        head='<meta property="og:title" content="Something else">',
+    )
     assert extract_article(html, title_selectors=["h1.story"]).title == "The story"
 
 
 # -- clutter ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("text", [
-    "blog comments powered by Disqus", "Please enable JavaScript to view the comments powered by Disqus.",
-    "You might also like:", "Like this:", "Loading...", "Loading…", "Get the next post by email",
-    "Share this:", "Related", "By Tom Becker · March 3, 2023 · 6 min read", "By Tom Becker",
-    "Posted on May 10, 2022 by Lena Park", "March 3, 2023", "6 min read", "Published on 2023-11-20",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "blog comments powered by Disqus",
+        "Please enable JavaScript to view the comments powered by Disqus.",
+        "You might also like:",
+        "Like this:",
+        "Loading...",
+        "Loading…",
+        "Get the next post by email",
+        "Share this:",
+        "Related",
+        "By Tom Becker · March 3, 2023 · 6 min read",
+        "By Tom Becker",
+        "Posted on May 10, 2022 by Lena Park",
+        "March 3, 2023",
+        "6 min read",
+        "Published on 2023-11-20",
+    ],
+)
 def test_widget_notices_and_bylines_are_clutter(text):
     assert is_clutter_text(text)
 
 
-@pytest.mark.parametrize("text", [
-    "By 2025, most of our traffic came from the mobile app, which changed how we cached.",
-    "Posted answers on the forum were the best documentation we had for years.",
-    "Loading the index takes four seconds on a cold start.",
-    "I like this approach because it keeps the pager quiet.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "By 2025, most of our traffic came from the mobile app, which changed how we cached.",
+        "Posted answers on the forum were the best documentation we had for years.",
+        "Loading the index takes four seconds on a cold start.",
+        "I like this approach because it keeps the pager quiet.",
+    ],
+)
 def test_prose_that_starts_like_a_byline_is_kept(text):
     assert not is_clutter_text(text)
 
@@ -152,8 +196,14 @@ def test_blog_widgets_comments_bio_and_related_posts_are_dropped():
 <div class="related-posts"><h3>You might also like:</h3><ul><li><a href="/x">Other</a> An excerpt of another post.</li></ul></div>
 <div id="disqus_thread"></div><p class="dsq-brlink">blog comments powered by <a href="#">Disqus</a></p></article>""")
     md = extract_article(html).markdown
-    for clutter in ("March 3", "Share this", "Tom is an SRE", "You might also like", "excerpt of another",
-                    "Disqus"):
+    for clutter in (
+        "March 3",
+        "Share this",
+        "Tom is an SRE",
+        "You might also like",
+        "excerpt of another",
+        "Disqus",
+    ):
         assert clutter not in md, clutter
     assert "article's own prose" in md
 
@@ -174,7 +224,12 @@ def test_figure_captions_and_figure_tables_stay_in_reading_order():
     md = extract_article(html).markdown
     table = "| retriever | recall |\n| --- | --- |\n| BM25 | 0.61 |\n| a \\| b | 0.72 |"
     assert table in md
-    assert md.index("Recall rose") < md.index(table) < md.index("Recall on tickets") < md.index("The hybrid wins")
+    assert (
+        md.index("Recall rose")
+        < md.index(table)
+        < md.index("Recall on tickets")
+        < md.index("The hybrid wins")
+    )
     assert "older post" not in md
 
 
@@ -206,15 +261,18 @@ def test_the_article_container_wins_when_readability_keeps_little_of_it(monkeypa
     from twin_assets.crawling import extract as extract_module
     from twin_assets.crawling.soup import soup_of
 
-    items = "".join(f"<div>Step {i}: check the replica lag before you fail over, every time.</div>"
-                    for i in range(20))
+    items = "".join(
+        f"<div>Step {i}: check the replica lag before you fail over, every time.</div>" for i in range(20)
+    )
     page = _page(f"<article><h1>Failover checklist</h1><p>Why a checklist.</p>{items}</article>")
-    monkeypatch.setattr(extract_module, "readability_content",
-                        lambda html: soup_of("<div><p>Why a checklist.</p></div>").div)
+    monkeypatch.setattr(
+        extract_module, "readability_content", lambda html: soup_of("<div><p>Why a checklist.</p></div>").div
+    )
     md = extract_article(page, locate_main=True).markdown
     assert "Step 19: check the replica lag" in md
     # and when readability's choice holds most of the text, it is used
-    monkeypatch.setattr(extract_module, "readability_content",
-                        lambda html: soup_of(f"<div>{items}</div>").div)
+    monkeypatch.setattr(
+        extract_module, "readability_content", lambda html: soup_of(f"<div>{items}</div>").div
+    )
     md = extract_article(page, locate_main=True).markdown
     assert "Step 19" in md and "Why a checklist" not in md

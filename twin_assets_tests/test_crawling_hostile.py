@@ -35,9 +35,11 @@ GENEROUS_S = 20.0
 
 PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj << /Type /Catalog >> endobj\n" + os.urandom(2000)
 RANDOM = bytes(b or 1 for b in os.urandom(6000))  # no NUL byte: the character mix gives it away
-ARTICLE = ("<html><head><title>Good</title></head><body><article><h1>A good post</h1>"
-           + "<p>Retrieval quality depends on chunking more than on the embedding model.</p>" * 8
-           + "</article></body></html>")
+ARTICLE = (
+    "<html><head><title>Good</title></head><body><article><h1>A good post</h1>"
+    + "<p>Retrieval quality depends on chunking more than on the embedding model.</p>" * 8
+    + "</article></body></html>"
+)
 
 
 class _Site(BaseHTTPRequestHandler):
@@ -46,8 +48,13 @@ class _Site(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def _send(self, body: bytes | str, ctype: str = "text/html; charset=utf-8", status: int = 200,
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        body: bytes | str,
+        ctype: str = "text/html; charset=utf-8",
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -78,8 +85,9 @@ class _Site(BaseHTTPRequestHandler):
         if path == "/trickle-headers":
             return self._trickle(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Slow: ")
         if path == "/trickle-body":
-            return self._trickle(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-                                 b"Content-Length: 100000\r\n\r\n<html><body><p>")
+            return self._trickle(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 100000\r\n\r\n<html><body><p>"
+            )
         if path == "/pdf":
             return self._send(PDF)
         if path == "/gzip":
@@ -87,17 +95,23 @@ class _Site(BaseHTTPRequestHandler):
         if path == "/random":
             return self._send(RANDOM, "text/html; charset=utf-8")
         if path == "/latin1":
-            return self._send(ARTICLE.replace("good post", "café crème brûlée").encode("latin-1"),
-                              "text/html; charset=iso-8859-1")
+            return self._send(
+                ARTICLE.replace("good post", "café crème brûlée").encode("latin-1"),
+                "text/html; charset=iso-8859-1",
+            )
         if path == "/js-to-metadata":
-            return self._send("<html><body><article><p>Redirecting you now.</p></article><script>"
-                              "location.href = 'http://169.254.169.254/latest/meta-data/';"
-                              "</script></body></html>")
+            return self._send(
+                "<html><body><article><p>Redirecting you now.</p></article><script>"
+                "location.href = 'http://169.254.169.254/latest/meta-data/';"
+                "</script></body></html>"
+            )
         if path == "/refresh-to-v6":
-            return self._send(f"<html><head><meta http-equiv='refresh' content='0; url=http://[::1]:"
-                              f"{other}/admin'></head><body><p>Moved.</p></body></html>")
+            return self._send(
+                f"<html><head><meta http-equiv='refresh' content='0; url=http://[::1]:"
+                f"{other}/admin'></head><body><p>Moved.</p></body></html>"
+            )
         if path == "/framed":
-            return self._send(f"""<html><body><article><h1>Own words</h1><p id="own">{'My own text. ' * 20}</p>
+            return self._send(f"""<html><body><article><h1>Own words</h1><p id="own">{"My own text. " * 20}</p>
 <iframe src="http://127.0.0.1:{other}/panel"></iframe>
 <iframe src="http://localhost:{self.server.server_address[1]}/good"></iframe>
 <p id="leak">nothing</p></article>
@@ -146,12 +160,18 @@ def servers():
 
 def _settings(base: str, **update) -> CrawlSettings:
     """Only the site's own port is allowed: its neighbour on 127.0.0.1 is not."""
-    values = dict(allow_hosts=[base.removeprefix("http://")], min_domain_interval_s=0,
-                  max_retries=0, page_timeout_s=2, browser_mode="never")
+    values = dict(
+        allow_hosts=[base.removeprefix("http://")],
+        min_domain_interval_s=0,
+        max_retries=0,
+        page_timeout_s=2,
+        browser_mode="never",
+    )
     return CrawlSettings(**(values | update))
 
 
 # -- 1. a hard deadline: trickled headers or bodies end as timeouts ----------------------------
+
 
 @pytest.mark.parametrize("path", ["/trickle-headers", "/trickle-body"])
 def test_http_fetch_of_a_trickling_server_times_out(servers, path):
@@ -192,17 +212,20 @@ def test_work_done_before_a_hang_or_a_crash_is_stored(servers, warehouse, monkey
     timeout, and a crash (here: the process interrupted) keeps what was already stored."""
     base, _ = servers
     store = warehouse.get_store()
-    links = [f"{base}/good", f"{base}/nowhere", f"{base}/trickle-headers", f"{base}/pdf",
-             f"{base}/latin1"]
+    links = [f"{base}/good", f"{base}/nowhere", f"{base}/trickle-headers", f"{base}/pdf", f"{base}/latin1"]
     author = Author(id="hostile", full_name="H", links=[AuthorLink(url=u) for u in links])
     result = collect_author(author, _settings(base), store, log=LOG)
     assert sorted(d.link for d in store.get_documents("hostile")) == [f"{base}/good", f"{base}/latin1"]
     kinds = {f.link.removeprefix(base): f.kind for f in store.list_failures("hostile")}
     assert kinds == {"/nowhere": "http_error", "/trickle-headers": "timeout", "/pdf": "not_html"}
     assert result.stats.new == 2 and collection_metadata(result)["failures_by_kind"] == {
-        "http_error": 1, "not_html": 1, "timeout": 1}
-    assert "café crème brûlée" in next(d.content for d in store.get_documents("hostile")
-                                       if d.link.endswith("/latin1"))
+        "http_error": 1,
+        "not_html": 1,
+        "timeout": 1,
+    }
+    assert "café crème brûlée" in next(
+        d.content for d in store.get_documents("hostile") if d.link.endswith("/latin1")
+    )
 
     # A crash in the middle of the next crawl: what came before it is stored.
     real_get = PageFetcher.get
@@ -213,17 +236,21 @@ def test_work_done_before_a_hang_or_a_crash_is_stored(servers, warehouse, monkey
         return real_get(self, url, **kwargs)
 
     monkeypatch.setattr(PageFetcher, "get", crash_on_pdf)
-    crashed = Author(id="crashed", full_name="C", links=[AuthorLink(url=u) for u in
-                                                         (f"{base}/good", f"{base}/nowhere",
-                                                          f"{base}/pdf", f"{base}/latin1")])
+    crashed = Author(
+        id="crashed",
+        full_name="C",
+        links=[
+            AuthorLink(url=u) for u in (f"{base}/good", f"{base}/nowhere", f"{base}/pdf", f"{base}/latin1")
+        ],
+    )
     with pytest.raises(KeyboardInterrupt):
         collect_author(crashed, _settings(base), store, log=LOG)
     assert [d.link for d in store.get_documents("crashed")] == [f"{base}/good"]
-    assert [(f.link, f.kind) for f in store.list_failures("crashed")] == [(f"{base}/nowhere",
-                                                                           "http_error")]
+    assert [(f.link, f.kind) for f in store.list_failures("crashed")] == [(f"{base}/nowhere", "http_error")]
 
 
 # -- 2. binary payloads served as pages ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("path", ["/pdf", "/gzip", "/random"])
 def test_binary_served_as_html_is_refused_on_both_paths(servers, browser, path):
@@ -237,8 +264,14 @@ def test_binary_served_as_html_is_refused_on_both_paths(servers, browser, path):
 
 
 def test_sniffing_tells_binary_from_text_in_any_charset():
-    for binary in (PDF, gzip.compress(b"hello" * 100), b"PK\x03\x04" + os.urandom(100),
-                   b"\x89PNG\r\n\x1a\n" + os.urandom(100), RANDOM, os.urandom(4000)):
+    for binary in (
+        PDF,
+        gzip.compress(b"hello" * 100),
+        b"PK\x03\x04" + os.urandom(100),
+        b"\x89PNG\r\n\x1a\n" + os.urandom(100),
+        RANDOM,
+        os.urandom(4000),
+    ):
         assert binary_reason(binary), binary[:10]
     text = "Zażółć gęślą jaźń, привет, 日本語のテキスト. " * 40
     assert binary_reason(text.encode()) is None
@@ -251,25 +284,28 @@ def test_sniffing_tells_binary_from_text_in_any_charset():
 
 # -- 3. script and meta-refresh redirects to refused addresses ---------------------------------
 
+
 @pytest.mark.parametrize("path", ["/js-to-metadata", "/refresh-to-v6"])
 def test_a_blocked_navigation_is_a_refusal_never_content(servers, browser, path):
     base, other = servers
     settings = _settings(base, browser_mode="always", page_timeout_s=5)
-    author = Author(id="maya", full_name="M", links=[AuthorLink(url=f"{base}/good"),
-                                                     AuthorLink(url=base + path)])
+    author = Author(
+        id="maya", full_name="M", links=[AuthorLink(url=f"{base}/good"), AuthorLink(url=base + path)]
+    )
     report = crawl_author(author, settings, LOG, browser=browser)
     assert [d.link for d in report.documents] == [f"{base}/good"]
     assert [(f.link, f.kind) for f in report.failures] == [(base + path, "refused_address")]
-    assert not any("ERR_BLOCKED" in d.content or "blocked" in d.content.lower()
-                   for d in report.documents)
+    assert not any("ERR_BLOCKED" in d.content or "blocked" in d.content.lower() for d in report.documents)
     assert other.seen == []
 
 
 # -- 4. an allow-list entry with a port admits that port only ----------------------------------
 
+
 def test_allow_list_entries_with_ports():
-    allow = AllowList(["127.0.0.1:8765", "[::1]:8080", "blog.internal:8080", "10.0.0.0/8",
-                       "[fd00::/8]:443", "intranet"])
+    allow = AllowList(
+        ["127.0.0.1:8765", "[::1]:8080", "blog.internal:8080", "10.0.0.0/8", "[fd00::/8]:443", "intranet"]
+    )
     assert allow.permits_ip("127.0.0.1", 8765) and not allow.permits_ip("127.0.0.1", 5432)
     assert not allow.permits_ip("127.0.0.1")  # a port-scoped entry needs the port
     assert allow.permits_ip("::1", 8080) and not allow.permits_ip("::1", 80)
@@ -284,8 +320,12 @@ def test_allow_list_entries_with_ports():
     local = CrawlSettings(allow_hosts=["127.0.0.1:8765", "[::1]:8080"])
     assert check_web_url("http://127.0.0.1:8765/x", local)
     assert check_web_url("http://[::1]:8080/x", local)
-    for url in ("http://127.0.0.1:5432/", "http://127.0.0.1/", "http://[::1]/",
-                "https://127.0.0.1/"):  # https: port 443, not the allowed one
+    for url in (
+        "http://127.0.0.1:5432/",
+        "http://127.0.0.1/",
+        "http://[::1]/",
+        "https://127.0.0.1/",
+    ):  # https: port 443, not the allowed one
         with pytest.raises(RefusedAddress):
             check_web_url(url, local)
 
@@ -297,7 +337,8 @@ def test_a_port_scoped_allow_list_keeps_the_neighbours_out(servers, browser):
     GuardedNetworkBackend(AllowList([f"127.0.0.1:{port}"])).connect_tcp("127.0.0.1", port).close()
     with pytest.raises(RefusedAddress):  # at connect time too, not only in the early check
         GuardedNetworkBackend(AllowList([f"127.0.0.1:{port}"])).connect_tcp(
-            "127.0.0.1", other.server_address[1])
+            "127.0.0.1", other.server_address[1]
+        )
     settings = _settings(base, browser_mode="always", page_timeout_s=5)
     with PageFetcher(settings, LOG, browser=browser) as fetcher:
         with pytest.raises(RefusedAddress):
@@ -314,8 +355,9 @@ def test_a_cross_origin_frame_never_contributes_text(servers, browser):
     origin is not loaded and the main frame's DOM is all that is extracted."""
     base, other = servers
     other.seen.clear()
-    settings = _settings(base, allow_hosts=["127.0.0.1", "localhost"], browser_mode="always",
-                         page_timeout_s=5)
+    settings = _settings(
+        base, allow_hosts=["127.0.0.1", "localhost"], browser_mode="always", page_timeout_s=5
+    )
     author = Author(id="maya", full_name="M", links=[AuthorLink(url=f"{base}/framed")])
     report = crawl_author(author, settings, LOG, browser=browser)
     (document,) = report.documents
@@ -329,13 +371,18 @@ def test_a_cross_origin_frame_never_contributes_text(servers, browser):
 
 # -- 5. failures in the run's metadata stay readable and bounded -------------------------------
 
+
 def test_failure_metadata_is_a_bounded_summary():
-    failures = [CrawlFailure(author_id="a", link=f"https://a.example/post/{i}",
-                             kind="http_error" if i % 3 else "timeout",
-                             reason=f"HTTP 503 for https://a.example/post/{i} " + "x" * 1500)
-                for i in range(2000)]
-    meta = collection_metadata(CollectionResult(author_id="a", stats=WriteStats(),
-                                                failures=failures))
+    failures = [
+        CrawlFailure(
+            author_id="a",
+            link=f"https://a.example/post/{i}",
+            kind="http_error" if i % 3 else "timeout",
+            reason=f"HTTP 503 for https://a.example/post/{i} " + "x" * 1500,
+        )
+        for i in range(2000)
+    ]
+    meta = collection_metadata(CollectionResult(author_id="a", stats=WriteStats(), failures=failures))
     assert meta["failed"] == 2000
     assert meta["failures_by_kind"] == {"http_error": 1333, "timeout": 667}
     table = meta["failures"]
@@ -346,17 +393,21 @@ def test_failure_metadata_is_a_bounded_summary():
 
 # -- 6. other spellings of an address are that address ------------------------------------------
 
-@pytest.mark.parametrize("host, address", [
-    ("0251.0376.0251.0376", "169.254.169.254"),
-    ("0xa9.0xfe.0xa9.0xfe", "169.254.169.254"),
-    ("2852039166", "169.254.169.254"),
-    ("0xA9FEA9FE", "169.254.169.254"),
-    ("169.254.43518", "169.254.169.254"),
-    ("127.1", "127.0.0.1"),
-    ("0x7f.1", "127.0.0.1"),
-    ("017700000001", "127.0.0.1"),
-    ("0", "0.0.0.0"),
-])
+
+@pytest.mark.parametrize(
+    "host, address",
+    [
+        ("0251.0376.0251.0376", "169.254.169.254"),
+        ("0xa9.0xfe.0xa9.0xfe", "169.254.169.254"),
+        ("2852039166", "169.254.169.254"),
+        ("0xA9FEA9FE", "169.254.169.254"),
+        ("169.254.43518", "169.254.169.254"),
+        ("127.1", "127.0.0.1"),
+        ("0x7f.1", "127.0.0.1"),
+        ("017700000001", "127.0.0.1"),
+        ("0", "0.0.0.0"),
+    ],
+)
 def test_other_spellings_of_refused_addresses_are_refused(host, address, monkeypatch):
     assert str(parse_ipv4_host(host)) == address
 

@@ -29,8 +29,13 @@ PUBLIC = "93.184.216.34"
 REBIND = "rebind.example"  # first answer public, then loopback: the attack
 SITE = "site.example"  # always loopback, allowed by name: the operator's own site
 VICTIM_IP = "127.0.0.2"  # loopback, but not on the allow-list
-SETTINGS = CrawlSettings(allow_hosts=[SITE, "127.0.0.1"], min_domain_interval_s=0, max_retries=0,
-                         page_timeout_s=5, browser_mode="always")
+SETTINGS = CrawlSettings(
+    allow_hosts=[SITE, "127.0.0.1"],
+    min_domain_interval_s=0,
+    max_retries=0,
+    page_timeout_s=5,
+    browser_mode="always",
+)
 LOG = logging.getLogger("test_crawling_rebinding")
 
 
@@ -40,11 +45,13 @@ class _Recorder(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_GET(self):  # noqa: N802
-        self.server.seen.append((self.path, {k.lower(): v for k, v in self.headers.items()},
-                                 self.client_address[1]))
+    def do_GET(self):
+        self.server.seen.append(
+            (self.path, {k.lower(): v for k, v in self.headers.items()}, self.client_address[1])
+        )
         status, headers, body = self.server.pages.get(
-            self.path.split("?")[0], (404, {"Content-Type": "text/plain"}, b"not found"))
+            self.path.split("?")[0], (404, {"Content-Type": "text/plain"}, b"not found")
+        )
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
@@ -68,9 +75,16 @@ HTML = {"Content-Type": "text/html; charset=utf-8"}
 @pytest.fixture(scope="module")
 def victim():
     """An internal service on loopback that a rebinding attack wants to reach."""
-    server = _serve({"/secret": (200, {"Content-Type": "text/html"},
-                                 b"<html><body><p>internal secret</p></body></html>")},
-                    VICTIM_IP)
+    server = _serve(
+        {
+            "/secret": (
+                200,
+                {"Content-Type": "text/html"},
+                b"<html><body><p>internal secret</p></body></html>",
+            )
+        },
+        VICTIM_IP,
+    )
     yield server
     server.shutdown()
     server.server_close()
@@ -82,17 +96,24 @@ def site(victim):
     server = _serve({})
     port, vport = server.server_address[1], victim.server_address[1]
     evil = f"http://{REBIND}:{vport}"
-    server.pages.update({
-        "/page": (200, HTML,
-                  b"<html><body><article><p>Hello from the site.</p></article></body></html>"),
-        "/to-rebind": (302, {"Location": f"{evil}/secret"}, b""),
-        "/start": (302, {"Location": "/landing", "Set-Cookie": "hop=1; Path=/"}, b""),
-        "/landing": (200, HTML, f"""<html><body><article><p>Landed safely.</p></article>
+    server.pages.update(
+        {
+            "/page": (200, HTML, b"<html><body><article><p>Hello from the site.</p></article></body></html>"),
+            "/to-rebind": (302, {"Location": f"{evil}/secret"}, b""),
+            "/start": (302, {"Location": "/landing", "Set-Cookie": "hop=1; Path=/"}, b""),
+            "/landing": (
+                200,
+                HTML,
+                f"""<html><body><article><p>Landed safely.</p></article>
 <script src="/app.js"></script>
 <script src="{evil}/secret.js"></script>
 <iframe src="{evil}/secret"></iframe>
-</body></html>""".encode()),
-        "/app.js": (200, {"Content-Type": "text/javascript"}, f"""
+</body></html>""".encode(),
+            ),
+            "/app.js": (
+                200,
+                {"Content-Type": "text/javascript"},
+                f"""
 const xhr = fetch('/api').then(r => r.text()).then(t => {{
   const p = document.createElement('p'); p.id = 'api'; p.textContent = t;
   document.querySelector('article').appendChild(p);
@@ -108,10 +129,12 @@ const leak = fetch('{evil}/secret').catch(() => null);
 Promise.all([xhr, ws, leak]).then(() => {{
   const d = document.createElement('p'); d.id = 'done'; document.body.appendChild(d);
 }});
-""".encode()),
-        "/api": (302, {"Location": "/api-final"}, b""),
-        "/api-final": (200, {"Content-Type": "text/plain"}, b"api answered"),
-    })
+""".encode(),
+            ),
+            "/api": (302, {"Location": "/api-final"}, b""),
+            "/api-final": (200, {"Content-Type": "text/plain"}, b"api answered"),
+        }
+    )
     server.base = f"http://{SITE}:{port}"
     yield server
     server.shutdown()
@@ -131,7 +154,7 @@ def resolver(monkeypatch):
             return PUBLIC if calls[host] == 1 else VICTIM_IP
         return None
 
-    def fake(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002
+    def fake(host, port, family=0, type=0, proto=0, flags=0):
         name = host.decode() if isinstance(host, bytes) else str(host)
         if not name.endswith(".example"):
             return real(host, port, family, type, proto, flags)
@@ -161,12 +184,10 @@ def test_backend_checks_the_address_it_connects_to(site, victim, resolver, clean
         backend.connect_tcp(REBIND, port, timeout=2)
     assert resolver[REBIND] == 2  # refused on the connect-time answer, not the checked one
     # The operator's allow-list applies at connect time as well, by name or by address.
-    GuardedNetworkBackend(AllowList([SITE])).connect_tcp(SITE, site.server_address[1],
-                                                         timeout=2).close()
+    GuardedNetworkBackend(AllowList([SITE])).connect_tcp(SITE, site.server_address[1], timeout=2).close()
     GuardedNetworkBackend(AllowList(["127.0.0.0/8"])).connect_tcp(REBIND, port, timeout=2).close()
     with pytest.raises(RefusedAddress):  # the site's exact address does not cover its neighbour
-        GuardedNetworkBackend(AllowList(SETTINGS.allow_hosts)).connect_tcp(VICTIM_IP, port,
-                                                                           timeout=2)
+        GuardedNetworkBackend(AllowList(SETTINGS.allow_hosts)).connect_tcp(VICTIM_IP, port, timeout=2)
     with pytest.raises(httpcore.ConnectError, match="cannot resolve"):
         backend.connect_tcp("nowhere.example", port, timeout=2)
     assert victim.seen == [] and site.seen == []  # allowed sockets closed without a request
@@ -174,9 +195,8 @@ def test_backend_checks_the_address_it_connects_to(site, victim, resolver, clean
 
 def test_http_path_refuses_a_rebound_host(victim, resolver, clean):
     url = f"http://{REBIND}:{victim.server_address[1]}/secret"
-    with PageFetcher(SETTINGS, LOG) as fetcher:
-        with pytest.raises(RefusedAddress):
-            fetcher.get(url)
+    with PageFetcher(SETTINGS, LOG) as fetcher, pytest.raises(RefusedAddress):
+        fetcher.get(url)
     assert resolver[REBIND] == 2
     assert victim.seen == []
 
@@ -206,7 +226,8 @@ def test_browser_path_refuses_a_rebound_host(browser, site, victim, resolver, cl
 
 @pytest.mark.parametrize("host", [SITE, "127.0.0.1"])
 def test_browser_renders_an_allowed_site_and_nothing_escapes_the_guard(
-        host, browser, site, victim, resolver, clean, monkeypatch):
+    host, browser, site, victim, resolver, clean, monkeypatch
+):
     """Redirects (page and XHR), a cookie set on a redirect, scripts and fetch() all work;
     the rebound sub-resources, the iframe and the WebSocket never reach the victim, and every
     request the site saw came over a socket the guarded backend opened."""
@@ -235,11 +256,12 @@ def test_browser_renders_an_allowed_site_and_nothing_escapes_the_guard(
 
 # -- git: libcurl resolves on its own, so the clone is pinned to the checked address ---------
 
+
 def test_git_clone_is_pinned_to_the_checked_address(monkeypatch):
     real = socket.getaddrinfo
     answers = {"git.example": PUBLIC, "git6.example": "2606:2800:220:1::1"}
 
-    def fake(host, port, family=0, type=0, proto=0, flags=0):  # noqa: A002
+    def fake(host, port, family=0, type=0, proto=0, flags=0):
         name = host.decode() if isinstance(host, bytes) else str(host)
         if name not in answers:
             return real(host, port, family, type, proto, flags)
@@ -248,9 +270,13 @@ def test_git_clone_is_pinned_to_the_checked_address(monkeypatch):
 
     monkeypatch.setattr(socket, "getaddrinfo", fake)
     assert safety.git_pinned_resolve("https://git.example/maya/repo.git", SETTINGS) == [
-        "-c", f"http.curloptResolve=git.example:443:{PUBLIC}"]
+        "-c",
+        f"http.curloptResolve=git.example:443:{PUBLIC}",
+    ]
     assert safety.git_pinned_resolve("https://git6.example:8443/r.git", SETTINGS) == [
-        "-c", "http.curloptResolve=git6.example:8443:[2606:2800:220:1::1]"]
+        "-c",
+        "http.curloptResolve=git6.example:8443:[2606:2800:220:1::1]",
+    ]
     assert safety.git_pinned_resolve(f"https://{SITE}/r.git", SETTINGS) == []  # operator-allowed
     assert safety.git_pinned_resolve("file:///srv/repo", SETTINGS) == []
 
@@ -264,8 +290,9 @@ def test_git_clone_of_a_rebinding_host_is_refused_before_git_runs(resolver, monk
     monkeypatch.setattr(github.subprocess, "run", lambda cmd, **kw: ran.append(cmd))
     link = AuthorLink(url=f"https://{REBIND}/maya/repo", kind=SourceKind.GIT)
     with PageFetcher(SETTINGS, LOG) as fetcher:
-        ctx = CrawlContext(author=Author(id="maya", full_name="Maya"), settings=SETTINGS,
-                           fetcher=fetcher, log=LOG)
+        ctx = CrawlContext(
+            author=Author(id="maya", full_name="Maya"), settings=SETTINGS, fetcher=fetcher, log=LOG
+        )
         # the URL check sees the public answer; the pin's own lookup sees the rebound one
         with pytest.raises(RefusedAddress, match=VICTIM_IP):
             github.GithubCrawler().crawl(CrawlTarget(url=link.url, link=link), ctx)

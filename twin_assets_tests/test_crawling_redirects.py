@@ -17,8 +17,14 @@ from twin_assets.crawling.safety import AllowList
 from twin_assets.crawling.settings import CrawlSettings
 
 LOG = logging.getLogger("test-redirects")
-SETTINGS = CrawlSettings(allow_hosts=["127.0.0.1"], min_domain_interval_s=0, max_redirects=3,
-                         max_retries=0, page_timeout_s=10, browser_mode="always")
+SETTINGS = CrawlSettings(
+    allow_hosts=["127.0.0.1"],
+    min_domain_interval_s=0,
+    max_redirects=3,
+    max_retries=0,
+    page_timeout_s=10,
+    browser_mode="always",
+)
 
 _PAGE = """<html><body><article><h1>Landing</h1><p id="out">waiting</p></article><script>
 const out = document.getElementById("out");
@@ -98,14 +104,21 @@ def test_follow_redirects_checks_every_hop_and_stops_at_the_limit():
         follow_redirects("http://127.0.0.1/4", SETTINGS, allow, hop)
     assert err.value.kind == "http_error"
     with pytest.raises(RefusedAddress):  # the target is checked before the next hop is made
-        follow_redirects("http://127.0.0.1/1", SETTINGS, allow,
-                         lambda url: Redirect("http://169.254.169.254/") if url.endswith("/1") else "x")
+        follow_redirects(
+            "http://127.0.0.1/1",
+            SETTINGS,
+            allow,
+            lambda url: Redirect("http://169.254.169.254/") if url.endswith("/1") else "x",
+        )
 
 
 def test_browser_request_is_redirected_as_a_browser_would():
-    post = BrowserRequest("POST", "https://a.example/form",
-                          {"content-type": "text/plain", "cookie": "c=1", "authorization": "t"},
-                          b"body")
+    post = BrowserRequest(
+        "POST",
+        "https://a.example/form",
+        {"content-type": "text/plain", "cookie": "c=1", "authorization": "t"},
+        b"body",
+    )
     after_303 = post.redirected(303, "https://a.example/done")
     assert (after_303.method, after_303.content, after_303.url) == ("GET", None, "https://a.example/done")
     assert "content-type" not in after_303.headers and after_303.headers["cookie"] == "c=1"

@@ -27,8 +27,7 @@ from twin_assets.crawling.safety import (
 from twin_assets.crawling.settings import CrawlSettings
 
 STRICT = CrawlSettings()
-LOCAL = CrawlSettings(allow_hosts=["127.0.0.1"], min_domain_interval_s=0, max_retries=0,
-                      page_timeout_s=2)
+LOCAL = CrawlSettings(allow_hosts=["127.0.0.1"], min_domain_interval_s=0, max_retries=0, page_timeout_s=2)
 
 
 @pytest.mark.parametrize(
@@ -54,8 +53,10 @@ def test_private_and_special_addresses_are_refused(url):
         check_web_url(url, STRICT)
 
 
-@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/x", "gopher://x/",
-                                 "javascript:alert(1)", "data:text/html,hi"])
+@pytest.mark.parametrize(
+    "url",
+    ["file:///etc/passwd", "ftp://example.com/x", "gopher://x/", "javascript:alert(1)", "data:text/html,hi"],
+)
 def test_non_http_schemes_are_refused(url):
     with pytest.raises(UnsupportedScheme):
         check_web_url(url, STRICT)
@@ -165,7 +166,7 @@ class _Redirector(BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self):
         if self.path == "/to-metadata":
             self.send_response(302)
             self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
@@ -221,8 +222,7 @@ def test_http_size_limit_counts_streamed_bytes(redirector, sample_site):
 
 
 def test_http_timeout_and_retry_of_5xx(sample_site):
-    settings = LOCAL.model_copy(update={"page_timeout_s": 1.0, "max_retries": 1,
-                                        "backoff_base_s": 0.05})
+    settings = LOCAL.model_copy(update={"page_timeout_s": 1.0, "max_retries": 1, "backoff_base_s": 0.05})
     with PageFetcher(settings) as fetcher:
         with pytest.raises(FetchTimeout):
             fetcher.get(f"{sample_site}/_fixtures/slow?seconds=3")

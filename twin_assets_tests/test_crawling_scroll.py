@@ -24,22 +24,34 @@ from twin_assets.crawling.web import runs_scripts
 from twin_assets.defs.resources import crawl_settings_from_env
 from twin_assets.domain.documents import Author, AuthorLink, Platform
 
-SETTINGS = CrawlSettings(allow_hosts=["127.0.0.1"], min_domain_interval_s=0, page_timeout_s=10,
-                         max_retries=0, browser_mode="always", max_page_bytes=1_000_000)
+SETTINGS = CrawlSettings(
+    allow_hosts=["127.0.0.1"],
+    min_domain_interval_s=0,
+    page_timeout_s=10,
+    max_retries=0,
+    browser_mode="always",
+    max_page_bytes=1_000_000,
+)
 LOG = logging.getLogger("test_crawling_scroll")
 
 BATCHES = [
-    ["/blog/data-quality-checks-that-catch-things/",
-     "/blog/hybrid-search-when-bm25-still-wins/",
-     "/medium/@mayakowalski/chunking-is-a-retrieval-decision",
-     "/medium/@mayakowalski/your-pipeline-is-not-idempotent-yet"],
-    ["/medium/@mayakowalski/small-language-models-are-boring",
-     "/substack/p/incremental-processing-without-tears",
-     "/substack/p/measure-retrieval-before-you-tune-embeddings",
-     "/linkedin/posts/mayakowalski_rag-chunking-activity-7301842265519364096-Qx3a"],
-    ["/linkedin/posts/mayakowalski_measure-first-evals-activity-7298310054127611904-bT7k",
-     "/linkedin/posts/mayakowalski_idempotent-pipelines-activity-7294512889003417600-Lm2p",
-     "/linkedin/posts/mayakowalski_small-language-models-activity-7290076141558890496-Zr9d"],
+    [
+        "/blog/data-quality-checks-that-catch-things/",
+        "/blog/hybrid-search-when-bm25-still-wins/",
+        "/medium/@mayakowalski/chunking-is-a-retrieval-decision",
+        "/medium/@mayakowalski/your-pipeline-is-not-idempotent-yet",
+    ],
+    [
+        "/medium/@mayakowalski/small-language-models-are-boring",
+        "/substack/p/incremental-processing-without-tears",
+        "/substack/p/measure-retrieval-before-you-tune-embeddings",
+        "/linkedin/posts/mayakowalski_rag-chunking-activity-7301842265519364096-Qx3a",
+    ],
+    [
+        "/linkedin/posts/mayakowalski_measure-first-evals-activity-7298310054127611904-bT7k",
+        "/linkedin/posts/mayakowalski_idempotent-pipelines-activity-7294512889003417600-Lm2p",
+        "/linkedin/posts/mayakowalski_small-language-models-activity-7290076141558890496-Zr9d",
+    ],
 ]
 ALL = [p for batch in BATCHES for p in batch]
 
@@ -53,8 +65,9 @@ def context_for(browser):
         settings = SETTINGS.model_copy(update=overrides)
         fetcher = PageFetcher(settings, LOG, browser=browser)
         opened.append(fetcher)
-        return CrawlContext(author=Author(id="maya", full_name="Maya"), settings=settings,
-                            fetcher=fetcher, log=LOG)
+        return CrawlContext(
+            author=Author(id="maya", full_name="Maya"), settings=settings, fetcher=fetcher, log=LOG
+        )
 
     yield make
     for fetcher in opened:
@@ -63,12 +76,12 @@ def context_for(browser):
 
 def articles_in(html: str, base: str) -> list[str]:
     """Sample-article paths linked from a page, in page order."""
-    paths = [u[len(base):] for u in page_links(html, base) if u.startswith(base)]
+    paths = [u[len(base) :] for u in page_links(html, base) if u.startswith(base)]
     return [p for p in paths if p in ALL or p + "/" in ALL]
 
 
 def paths(targets, base: str) -> list[str]:
-    return [t.url[len(base):] for t in targets]
+    return [t.url[len(base) :] for t in targets]
 
 
 @contextmanager
@@ -133,8 +146,7 @@ def test_max_listing_items_stops_scrolling_and_caps_the_listing(sample_site, con
 
 
 def test_max_scroll_rounds_bounds_the_rounds(sample_site, context_for):
-    page = context_for(max_scroll_rounds=1).fetcher.render(f"{sample_site}/scroll.html",
-                                                           scroll=True)
+    page = context_for(max_scroll_rounds=1).fetcher.render(f"{sample_site}/scroll.html", scroll=True)
     assert page.scroll_rounds == 1
     assert articles_in(page.html, sample_site) == BATCHES[0] + BATCHES[1]
 
@@ -155,8 +167,9 @@ def test_listings_scroll_and_articles_do_not(sample_site, context_for):
     ctx = context_for()
     crawler = MediumCrawler()
     with recorded_renders(ctx.fetcher) as renders:
-        targets = crawler.expand(AuthorLink(url=f"{sample_site}/medium/@mayakowalski/",
-                                            platform=Platform.MEDIUM), ctx)
+        targets = crawler.expand(
+            AuthorLink(url=f"{sample_site}/medium/@mayakowalski/", platform=Platform.MEDIUM), ctx
+        )
         crawler.crawl(targets[0], ctx)
     assert len(targets) == 3
     assert renders == [(f"{sample_site}/medium/@mayakowalski/", True), (targets[0].url, False)]
@@ -164,8 +177,9 @@ def test_listings_scroll_and_articles_do_not(sample_site, context_for):
 
 def test_a_script_free_listing_is_not_rendered_in_auto_mode(sample_site, context_for):
     ctx = context_for(browser_mode="auto")
-    targets = SubstackCrawler().expand(AuthorLink(url=f"{sample_site}/substack/archive/",
-                                                  platform=Platform.SUBSTACK), ctx)
+    targets = SubstackCrawler().expand(
+        AuthorLink(url=f"{sample_site}/substack/archive/", platform=Platform.SUBSTACK), ctx
+    )
     assert len(targets) == 2 and ctx.fetcher.pages_rendered == 0
 
 
@@ -178,7 +192,9 @@ def test_runs_scripts_ignores_data_blocks():
 
 
 def test_scroll_settings_come_from_the_environment():
-    settings = crawl_settings_from_env({"TWIN_CRAWL_MAX_SCROLL_ROUNDS": "7", "TWIN_CRAWL_SCROLL_SETTLE_S": "0.75"})
+    settings = crawl_settings_from_env(
+        {"TWIN_CRAWL_MAX_SCROLL_ROUNDS": "7", "TWIN_CRAWL_SCROLL_SETTLE_S": "0.75"}
+    )
     assert settings.max_scroll_rounds == 7 and settings.scroll_settle_s == 0.75
     defaults = CrawlerResource.from_settings(crawl_settings_from_env({})).settings()
     assert defaults.max_scroll_rounds == 20 and defaults.scroll_settle_s == 1.5

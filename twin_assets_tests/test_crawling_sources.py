@@ -23,11 +23,16 @@ from twin_assets.crawling.medium import MediumCrawler
 from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.crawling.substack import SubstackCrawler
 from twin_assets.domain.documents import Author, AuthorLink, Platform, SourceKind
-from twin_assets.sample_data.server import SampleSite
 from twin_assets.paths import SAMPLE_DATA_DIR
+from twin_assets.sample_data.server import SampleSite
 
-SETTINGS = CrawlSettings(allow_hosts=["127.0.0.1"], allow_local_sources=True,
-                         min_domain_interval_s=0, max_retries=0, browser_mode="never")
+SETTINGS = CrawlSettings(
+    allow_hosts=["127.0.0.1"],
+    allow_local_sources=True,
+    min_domain_interval_s=0,
+    max_retries=0,
+    browser_mode="never",
+)
 LOG = logging.getLogger("test_crawling_sources")
 
 
@@ -41,14 +46,20 @@ LOG = logging.getLogger("test_crawling_sources")
         (AuthorLink(url="https://github.com/maya"), GithubCrawler),
         (AuthorLink(url="https://maya.codes/blog/"), GenericArticleCrawler),
         (AuthorLink(url="https://notmedium.com/@maya"), GenericArticleCrawler),  # not a subdomain
-        (AuthorLink(url="https://newsletter.maya.codes/archive", platform=Platform.SUBSTACK),
-         SubstackCrawler),
+        (
+            AuthorLink(url="https://newsletter.maya.codes/archive", platform=Platform.SUBSTACK),
+            SubstackCrawler,
+        ),
         (AuthorLink(url="http://127.0.0.1:8000/medium/@m/", platform=Platform.MEDIUM), MediumCrawler),
         (AuthorLink(url="/tmp/repo", kind=SourceKind.GIT), GithubCrawler),
-        (AuthorLink(url="/tmp/x.zip", platform=Platform.LINKEDIN, kind=SourceKind.EXPORT),
-         LinkedInExportImporter),
-        (AuthorLink(url="/tmp/medium", platform=Platform.MEDIUM, kind=SourceKind.EXPORT),
-         MediumExportImporter),
+        (
+            AuthorLink(url="/tmp/x.zip", platform=Platform.LINKEDIN, kind=SourceKind.EXPORT),
+            LinkedInExportImporter,
+        ),
+        (
+            AuthorLink(url="/tmp/medium", platform=Platform.MEDIUM, kind=SourceKind.EXPORT),
+            MediumExportImporter,
+        ),
     ],
 )
 def test_dispatcher_picks_the_crawler(link, expected):
@@ -67,19 +78,29 @@ def sample_repo(tmp_path_factory) -> Path:
     (repo / "assets" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00binary")
     (repo / "src" / "chunkwise" / "crlf.txt").write_bytes(b"line one\r\n\tline two  \r\n")
     (repo / "huge.txt").write_text("x" * 300_000)
-    env = {"GIT_AUTHOR_NAME": "Maya", "GIT_AUTHOR_EMAIL": "m@example.com",
-           "GIT_COMMITTER_NAME": "Maya", "GIT_COMMITTER_EMAIL": "m@example.com",
-           "GIT_COMMITTER_DATE": "2026-03-01T10:00:00Z", "GIT_AUTHOR_DATE": "2026-03-01T10:00:00Z",
-           "PATH": "/usr/bin:/bin", "HOME": str(repo.parent)}
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A", "-f"],
-                ["git", "commit", "-q", "-m", "initial"]):
+    env = {
+        "GIT_AUTHOR_NAME": "Maya",
+        "GIT_AUTHOR_EMAIL": "m@example.com",
+        "GIT_COMMITTER_NAME": "Maya",
+        "GIT_COMMITTER_EMAIL": "m@example.com",
+        "GIT_COMMITTER_DATE": "2026-03-01T10:00:00Z",
+        "GIT_AUTHOR_DATE": "2026-03-01T10:00:00Z",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(repo.parent),
+    }
+    for cmd in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A", "-f"],
+        ["git", "commit", "-q", "-m", "initial"],
+    ):
         subprocess.run(cmd, cwd=repo, check=True, env=env, capture_output=True)
     return repo
 
 
 def _ctx(fetcher, settings=SETTINGS) -> CrawlContext:
-    return CrawlContext(author=Author(id="maya", full_name="Maya"), settings=settings,
-                        fetcher=fetcher, log=LOG)
+    return CrawlContext(
+        author=Author(id="maya", full_name="Maya"), settings=settings, fetcher=fetcher, log=LOG
+    )
 
 
 @pytest.mark.parametrize("as_uri", [False, True])
@@ -91,9 +112,17 @@ def test_git_crawler_keeps_own_files_byte_for_byte_and_skips_clutter(sample_repo
         doc = crawler.crawl(crawler.expand(link, _ctx(fetcher))[0], _ctx(fetcher))
     paths = {f.path for f in doc.files}
     assert "src/chunkwise/splitter.py" in paths and "README.md" in paths and "pyproject.toml" in paths
-    for skipped in ("vendor/sixlib/six.py", "node_modules/left-pad/index.js", "package-lock.json",
-                    "docs/_build/html/index.html", "assets/logo.min.js", "assets/logo.png",
-                    "src/chunkwise/_version_generated.py", "huge.txt", ".gitignore"):
+    for skipped in (
+        "vendor/sixlib/six.py",
+        "node_modules/left-pad/index.js",
+        "package-lock.json",
+        "docs/_build/html/index.html",
+        "assets/logo.min.js",
+        "assets/logo.png",
+        "src/chunkwise/_version_generated.py",
+        "huge.txt",
+        ".gitignore",
+    ):
         assert skipped not in paths, skipped
     for f in doc.files:
         assert f.content.encode() == (sample_repo / f.path).read_bytes(), f.path
@@ -106,12 +135,19 @@ def test_git_crawler_keeps_own_files_byte_for_byte_and_skips_clutter(sample_repo
 def test_local_git_is_refused_unless_allowed_and_failures_are_recorded(sample_repo, tmp_path):
     strict = SETTINGS.model_copy(update={"allow_local_sources": False})
     export = str(SAMPLE_DATA_DIR / "exports" / "linkedin")
-    author = Author(id="maya", full_name="Maya", links=[
-        AuthorLink(url=str(sample_repo), kind=SourceKind.GIT),
-        AuthorLink(url=export, platform=Platform.LINKEDIN, kind=SourceKind.EXPORT)])
+    author = Author(
+        id="maya",
+        full_name="Maya",
+        links=[
+            AuthorLink(url=str(sample_repo), kind=SourceKind.GIT),
+            AuthorLink(url=export, platform=Platform.LINKEDIN, kind=SourceKind.EXPORT),
+        ],
+    )
     report = crawl_author(author, strict, LOG)  # exports are local files too: both refused
     assert [(f.link, f.kind) for f in report.failures] == [
-        (str(sample_repo), "unsupported_scheme"), (export, "unsupported_scheme")]
+        (str(sample_repo), "unsupported_scheme"),
+        (export, "unsupported_scheme"),
+    ]
     assert report.documents == []
     rooted = strict.model_copy(update={"export_roots": [str(SAMPLE_DATA_DIR / "exports")]})
     report = crawl_author(author, rooted, LOG)
@@ -120,8 +156,11 @@ def test_local_git_is_refused_unless_allowed_and_failures_are_recorded(sample_re
     assert {d.source_link for d in report.documents} == {export}  # for pruning removed links
     not_a_repo = tmp_path / "empty"
     not_a_repo.mkdir()
-    report = crawl_author(Author(id="maya", full_name="M", links=[
-        AuthorLink(url=str(not_a_repo), kind=SourceKind.GIT)]), SETTINGS, LOG)
+    report = crawl_author(
+        Author(id="maya", full_name="M", links=[AuthorLink(url=str(not_a_repo), kind=SourceKind.GIT)]),
+        SETTINGS,
+        LOG,
+    )
     assert [f.kind for f in report.failures] == ["git_error"]
     assert "fatal:" in report.failures[0].reason  # git's own message, not the tail of its last line
 
@@ -144,12 +183,14 @@ def test_github_user_expands_to_own_non_fork_repos_via_the_api(tmp_path):
         settings = SETTINGS.model_copy(update={"github_api_base": f"{base}/api"})
         with PageFetcher(settings) as fetcher:
             targets = GithubCrawler().expand(
-                AuthorLink(url=f"{base}/maya", platform=Platform.GITHUB), _ctx(fetcher, settings))
+                AuthorLink(url=f"{base}/maya", platform=Platform.GITHUB), _ctx(fetcher, settings)
+            )
         assert [t.url for t in targets] == [f"{base}/maya/chunkwise", f"{base}/maya/evals"]
         repo_link = AuthorLink(url="https://github.com/maya/chunkwise/tree/main/src")
         with PageFetcher(settings) as fetcher:
             assert [t.url for t in GithubCrawler().expand(repo_link, _ctx(fetcher, settings))] == [
-                "https://github.com/maya/chunkwise"]
+                "https://github.com/maya/chunkwise"
+            ]
     finally:
         site.stop()
 
@@ -180,8 +221,10 @@ def test_linkedin_export_zip_and_directory_give_the_same_posts(tmp_path):
 
 def test_posts_csv_variant_is_read(tmp_path):
     (tmp_path / "posts.csv").write_text(
-        "date,url,text\n2025-05-01,https://www.linkedin.com/posts/x-1,\"Hello\n\nworld\"\n"
-        "2025-05-02,https://www.linkedin.com/posts/x-2,\n", encoding="utf-8")
+        'date,url,text\n2025-05-01,https://www.linkedin.com/posts/x-1,"Hello\n\nworld"\n'
+        "2025-05-02,https://www.linkedin.com/posts/x-2,\n",
+        encoding="utf-8",
+    )
     importer = LinkedInExportImporter()
     with PageFetcher(SETTINGS) as fetcher:
         link = AuthorLink(url=str(tmp_path), platform=Platform.LINKEDIN, kind=SourceKind.EXPORT)

@@ -27,13 +27,16 @@ from twin_assets.crawling.substack_export import (
 from twin_assets.domain.documents import Author, AuthorLink, Platform, SourceKind
 from twin_assets.paths import PROJECT_ROOT, SAMPLE_DATA_DIR
 
-SETTINGS = CrawlSettings(allow_local_sources=True, min_domain_interval_s=0, max_retries=0,
-                         browser_mode="never")
+SETTINGS = CrawlSettings(
+    allow_local_sources=True, min_domain_interval_s=0, max_retries=0, browser_mode="never"
+)
 LOG = logging.getLogger("test_crawling_substack_export")
 SAMPLE = SAMPLE_DATA_DIR / "exports" / "substack"
 DEDUP = "151927604.deduplicate-before-you-embed"
 FILTERS = "153406118.metadata-filters-are-half-of-retrieval"
-HEADER = "post_id,post_date,is_published,email_sent_at,inbox_sent_at,type,audience,title,subtitle,podcast_url\n"
+HEADER = (
+    "post_id,post_date,is_published,email_sent_at,inbox_sent_at,type,audience,title,subtitle,podcast_url\n"
+)
 
 
 def _link(url: str) -> AuthorLink:
@@ -43,8 +46,9 @@ def _link(url: str) -> AuthorLink:
 def _import(url: str) -> dict[str, object]:
     importer = SubstackExportImporter()
     with PageFetcher(SETTINGS) as fetcher:
-        ctx = CrawlContext(author=Author(id="maya", full_name="Maya"), settings=SETTINGS,
-                           fetcher=fetcher, log=LOG)
+        ctx = CrawlContext(
+            author=Author(id="maya", full_name="Maya"), settings=SETTINGS, fetcher=fetcher, log=LOG
+        )
         return {d.title: d for d in (importer.crawl(t, ctx) for t in importer.expand(_link(url), ctx))}
 
 
@@ -64,7 +68,10 @@ def test_sample_export_directory_and_zip_give_the_same_posts(tmp_path):
     assert set(unpacked) == set(zipped) == titles  # the draft row is skipped, not a failure
     for title in titles:
         assert unpacked[title].content == zipped[title].content
-    dedup, filters = unpacked["Deduplicate Before You Embed"], unpacked["Metadata Filters Are Half of Retrieval"]
+    dedup, filters = (
+        unpacked["Deduplicate Before You Embed"],
+        unpacked["Metadata Filters Are Half of Retrieval"],
+    )
     assert dedup.link == "https://retrievalnotebook.substack.com/p/deduplicate-before-you-embed"
     assert filters.link == "https://retrievalnotebook.substack.com/p/metadata-filters-are-half-of-retrieval"
     assert zipped["Deduplicate Before You Embed"].link == f"substack-export:{DEDUP}"
@@ -81,7 +88,9 @@ def test_sample_export_directory_and_zip_give_the_same_posts(tmp_path):
     # Subscription widget and captioned image are clutter; title/subtitle lead the document.
     for clutter in ("Thanks for reading", "Subscribe", "Spot the difference", "Type your email"):
         assert clutter not in dedup.content
-    assert dedup.content.startswith("# Deduplicate Before You Embed\n\nNear-duplicates quietly eat your top-k.")
+    assert dedup.content.startswith(
+        "# Deduplicate Before You Embed\n\nNear-duplicates quietly eat your top-k."
+    )
     assert dedup.content.count("Deduplicate Before You Embed") == 1
     assert "> Rule of thumb: if a passage appears more than twice" in dedup.content
     assert "- language, because a query in Polish" in filters.content
@@ -99,17 +108,24 @@ def test_bad_exports_are_recorded_and_the_other_posts_still_come_through(tmp_pat
         HEADER
         + "1.kept-post,2026-01-05T10:00:00.000Z,true,,,newsletter,everyone,Kept Post,,\n"
         + "2.lost-body,2026-01-06T10:00:00.000Z,true,,,newsletter,everyone,Lost Body,,\n"
-        + "3.a-draft,,false,,,newsletter,everyone,A Draft,,\n", encoding="utf-8")
+        + "3.a-draft,,false,,,newsletter,everyone,A Draft,,\n",
+        encoding="utf-8",
+    )
     _post(good, "1.kept-post", "Chunk boundaries decide what retrieval can ever find, so I test them first.")
     (good / "posts" / "1.kept-post.opens.csv").write_text("email,timestamp\n")  # subscriber data, ignored
     no_csv = tmp_path / "no-csv"
     _post(no_csv, "9.orphan", "A body without its posts.csv row.")
 
-    author = Author(id="maya", full_name="Maya", links=[_link(f"{good}#publication=https://news.maya.codes/"),
-                                                        _link(str(no_csv))])
+    author = Author(
+        id="maya",
+        full_name="Maya",
+        links=[_link(f"{good}#publication=https://news.maya.codes/"), _link(str(no_csv))],
+    )
     report = crawl_author(author, SETTINGS, LOG)
 
-    assert [(d.title, d.link) for d in report.documents] == [("Kept Post", "https://news.maya.codes/p/kept-post")]
+    assert [(d.title, d.link) for d in report.documents] == [
+        ("Kept Post", "https://news.maya.codes/p/kept-post")
+    ]
     failures = {f.link: (f.kind, f.reason) for f in report.failures}
     assert set(failures) == {"https://news.maya.codes/p/lost-body", str(no_csv)}
     assert failures["https://news.maya.codes/p/lost-body"][0] == "export_error"
@@ -129,8 +145,11 @@ def test_csv_without_post_id_column_is_an_export_error(tmp_path):
     [
         ("/x/export.zip", "/x/export.zip", None),
         ("/x/export.zip#publication=Notes.Example.com", "/x/export.zip", "https://notes.example.com"),
-        ("file:///x/exp#publication=http://127.0.0.1:8765/substack/", "file:///x/exp",
-         "http://127.0.0.1:8765/substack"),
+        (
+            "file:///x/exp#publication=http://127.0.0.1:8765/substack/",
+            "file:///x/exp",
+            "http://127.0.0.1:8765/substack",
+        ),
         ("/x/issue#3/export", "/x/issue#3/export", None),  # a '#' that is part of the path
     ],
 )
@@ -176,7 +195,8 @@ def test_export_copied_elsewhere_keeps_its_links(tmp_path):
     shutil.copytree(SAMPLE, copy)
     importer = SubstackExportImporter()
     with PageFetcher(SETTINGS) as fetcher:
-        ctx = CrawlContext(author=Author(id="maya", full_name="Maya"), settings=SETTINGS,
-                           fetcher=fetcher, log=LOG)
+        ctx = CrawlContext(
+            author=Author(id="maya", full_name="Maya"), settings=SETTINGS, fetcher=fetcher, log=LOG
+        )
         urls = [t.url for t in importer.expand(_link(str(copy)), ctx)]
     assert sorted(urls) == [f"substack-export:{DEDUP}", f"substack-export:{FILTERS}"]

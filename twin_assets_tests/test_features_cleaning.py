@@ -18,8 +18,13 @@ CODE = 'import os\n\n\nclass Store:\n    """Keeps   things."""\n\n    def get(se
 
 
 def post(content: str) -> RawDocument:
-    return RawDocument(author_id="ada", platform=Platform.LINKEDIN, category=Category.POSTS,
-                       link="https://www.linkedin.com/posts/ada_1", content=content)
+    return RawDocument(
+        author_id="ada",
+        platform=Platform.LINKEDIN,
+        category=Category.POSTS,
+        link="https://www.linkedin.com/posts/ada_1",
+        content=content,
+    )
 
 
 def test_mathematical_bold_and_italic_letters_become_ascii():
@@ -50,15 +55,25 @@ def test_post_keeps_line_breaks_and_turns_emoji_bullets_into_a_list():
 
 
 def test_tracking_parameters_removed_and_other_parameters_kept():
-    assert clean_url("https://x.io/a?id=7&utm_campaign=z&gclid=1&ref=home#top") == "https://x.io/a?id=7&ref=home#top"
-    assert clean_url("https://medium.com/@ada/post-1?source=post_page-----abc") == "https://medium.com/@ada/post-1"
+    assert (
+        clean_url("https://x.io/a?id=7&utm_campaign=z&gclid=1&ref=home#top")
+        == "https://x.io/a?id=7&ref=home#top"
+    )
+    assert (
+        clean_url("https://medium.com/@ada/post-1?source=post_page-----abc")
+        == "https://medium.com/@ada/post-1"
+    )
     assert clean_url("https://lnkd.in/dXyZ") == ""
 
 
 def test_article_keeps_headings_paragraphs_and_code_verbatim_and_drops_boilerplate():
     doc = RawDocument(
-        author_id="ada", platform=Platform.MEDIUM, category=Category.ARTICLES,
-        link="https://medium.com/@ada/vectors", title="𝗩𝗲𝗰𝘁𝗼𝗿 search, explained", content="ignored when blocks exist",
+        author_id="ada",
+        platform=Platform.MEDIUM,
+        category=Category.ARTICLES,
+        link="https://medium.com/@ada/vectors",
+        title="𝗩𝗲𝗰𝘁𝗼𝗿 search, explained",
+        content="ignored when blocks exist",
         blocks=[
             Block(kind="paragraph", text="Member-only story"),
             Block(kind="title", text="Why   cosine works", level=2),
@@ -83,9 +98,20 @@ def test_article_keeps_headings_paragraphs_and_code_verbatim_and_drops_boilerpla
 
 
 def test_markdown_content_without_blocks_keeps_fenced_code_with_blank_lines():
-    content = "# Title\n\nSome   text\nwrapped here.\n\n```python\ndef f():\n\n    return  1\n```\n\nClap\n\nEnd."
-    doc = RawDocument(author_id="ada", platform=Platform.WEB, category=Category.ARTICLES, link="https://ada.dev/a", content=content)
-    assert clean_document(doc).content == "# Title\n\nSome text wrapped here.\n\n```python\ndef f():\n\n    return  1\n```\n\nEnd."
+    content = (
+        "# Title\n\nSome   text\nwrapped here.\n\n```python\ndef f():\n\n    return  1\n```\n\nClap\n\nEnd."
+    )
+    doc = RawDocument(
+        author_id="ada",
+        platform=Platform.WEB,
+        category=Category.ARTICLES,
+        link="https://ada.dev/a",
+        content=content,
+    )
+    assert (
+        clean_document(doc).content
+        == "# Title\n\nSome text wrapped here.\n\n```python\ndef f():\n\n    return  1\n```\n\nEnd."
+    )
 
 
 def test_repository_files_kept_byte_for_byte_and_junk_files_dropped():
@@ -97,8 +123,15 @@ def test_repository_files_kept_byte_for_byte_and_junk_files_dropped():
         RepoFile(path="static/app.min.js", content="var a=1;" * 500),
         RepoFile(path="empty.py", content="   \n"),
     ]
-    doc = RawDocument(author_id="ada", platform=Platform.GITHUB, category=Category.REPOSITORIES,
-                      link="https://github.com/ada/store", title="store", content="# store\n\nA tiny key-value store used in my talks.", files=files)
+    doc = RawDocument(
+        author_id="ada",
+        platform=Platform.GITHUB,
+        category=Category.REPOSITORIES,
+        link="https://github.com/ada/store",
+        title="store",
+        content="# store\n\nA tiny key-value store used in my talks.",
+        files=files,
+    )
     cleaned = clean_document(doc)
     assert [f.path for f in cleaned.files] == ["src/store.py"]
     assert cleaned.files[0].content == CODE
@@ -130,8 +163,12 @@ def test_tables_and_quotes_keep_one_line_per_row_in_reading_order():
     """A WordPress post with a table: every row stays a Markdown table row after cleaning."""
     table = "| retriever | recall@10 |\n| --- | --- |\n| BM25 | 0.61 |\n| dense (MiniLM) | 0.72 |"
     doc = RawDocument(
-        author_id="ada", platform=Platform.WEB, category=Category.ARTICLES,
-        link="https://ada.dev/bm25", title="BM25 against dense", content="ignored when blocks exist",
+        author_id="ada",
+        platform=Platform.WEB,
+        category=Category.ARTICLES,
+        link="https://ada.dev/bm25",
+        title="BM25 against dense",
+        content="ignored when blocks exist",
         blocks=[
             Block(kind="paragraph", text="I ran both retrievers over the same tickets."),
             Block(kind="table", text=table),

@@ -12,8 +12,13 @@ from twin_assets.domain.features import Chunk, CleanedDocument
 from twin_assets.features.chunking import ChunkingConfig, chunk_document
 from twin_assets.features.cleaning import clean_document
 
-ROWS = ["| retriever | recall@10 | p50 latency |", "| --- | --- | --- |", "| BM25 | 0.61 | 4 ms |",
-        "| dense (MiniLM) | 0.72 | 9 ms. |", "| hybrid | 0.79 | 11 ms |"]
+ROWS = [
+    "| retriever | recall@10 | p50 latency |",
+    "| --- | --- | --- |",
+    "| BM25 | 0.61 | 4 ms |",
+    "| dense (MiniLM) | 0.72 | 9 ms. |",
+    "| hybrid | 0.79 | 11 ms |",
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,12 +28,18 @@ def budget():
 
 def test_table_rows_survive_cleaning_and_chunking(budget):
     raw = RawDocument(
-        author_id="ada", platform=Platform.WEB, category=Category.ARTICLES, link="https://ada.dev/bm25",
-        title="BM25 against dense", content="ignored when blocks exist",
-        blocks=[Block(kind="title", text="BM25 against dense", level=1),
-                Block(kind="paragraph", text="I ran both retrievers over the same 40,000 tickets."),
-                Block(kind="table", text="\n".join(ROWS)),
-                Block(kind="paragraph", text="The hybrid wins on recall and costs two milliseconds.")],
+        author_id="ada",
+        platform=Platform.WEB,
+        category=Category.ARTICLES,
+        link="https://ada.dev/bm25",
+        title="BM25 against dense",
+        content="ignored when blocks exist",
+        blocks=[
+            Block(kind="title", text="BM25 against dense", level=1),
+            Block(kind="paragraph", text="I ran both retrievers over the same 40,000 tickets."),
+            Block(kind="table", text="\n".join(ROWS)),
+            Block(kind="paragraph", text="The hybrid wins on recall and costs two milliseconds."),
+        ],
     )
     chunks = chunk_document(clean_document(raw), budget)
     text = "\n\n".join(c.content for c in chunks)
@@ -52,8 +63,15 @@ def table_rows(n: int) -> list[str]:
 
 def article(content: str, doc_id: str = "doc-table") -> CleanedDocument:
     return CleanedDocument(
-        id=doc_id, author_id="ada", platform=Platform.WEB, category=Category.ARTICLES,
-        link="https://ada.dev/runs", title="Runs", content=content, raw_content_hash="r", content_hash="c",
+        id=doc_id,
+        author_id="ada",
+        platform=Platform.WEB,
+        category=Category.ARTICLES,
+        link="https://ada.dev/runs",
+        title="Runs",
+        content=content,
+        raw_content_hash="r",
+        content_hash="c",
     )
 
 
@@ -83,7 +101,9 @@ def test_a_300_row_table_is_cut_between_rows_and_every_part_repeats_the_header(b
     assert len(chunks) > 5
     assert all(c.content.startswith(f"{HEADER}\n{SEPARATOR}\n| ") for c in chunks)
     assert_whole_table(chunks, rows)
-    assert [c.symbol for c in chunks] == [f"table (part {k}/{len(chunks)})" for k in range(1, len(chunks) + 1)]
+    assert [c.symbol for c in chunks] == [
+        f"table (part {k}/{len(chunks)})" for k in range(1, len(chunks) + 1)
+    ]
     assert max(budget.count([c.content for c in chunks])) <= budget.max_seq_length
     again = chunk_document(article("\n".join([HEADER, SEPARATOR, *rows])), budget)
     assert [c.id for c in again] == [c.id for c in chunks]  # deterministic ids
@@ -94,13 +114,19 @@ def test_a_long_table_between_paragraphs_keeps_reading_order_through_cleaning(bu
     before = "I ran every retriever over the same 40,000 tickets, one shard at a time."
     after = "The hybrid wins on recall and costs two milliseconds at the median."
     raw = RawDocument(
-        author_id="ada", platform=Platform.WEB, category=Category.ARTICLES, link="https://ada.dev/runs",
-        title="Runs", content="ignored when blocks exist",
-        blocks=[Block(kind="title", text="Runs", level=1),
-                Block(kind="title", text="Setup", level=2),
-                Block(kind="paragraph", text=before),
-                Block(kind="table", text="\n".join([HEADER, SEPARATOR, *rows])),
-                Block(kind="paragraph", text=after)],
+        author_id="ada",
+        platform=Platform.WEB,
+        category=Category.ARTICLES,
+        link="https://ada.dev/runs",
+        title="Runs",
+        content="ignored when blocks exist",
+        blocks=[
+            Block(kind="title", text="Runs", level=1),
+            Block(kind="title", text="Setup", level=2),
+            Block(kind="paragraph", text=before),
+            Block(kind="table", text="\n".join([HEADER, SEPARATOR, *rows])),
+            Block(kind="paragraph", text=after),
+        ],
     )
     chunks = chunk_document(clean_document(raw), budget)
     assert_whole_table(chunks, rows)
@@ -140,16 +166,28 @@ def test_tables_in_posts_and_markdown_files_are_cut_between_rows(budget):
     rows = table_rows(40)
     table = "\n".join([HEADER, SEPARATOR, *rows])
     post = CleanedDocument(
-        id="p", author_id="ada", platform=Platform.LINKEDIN, category=Category.POSTS, link="https://l/p",
-        content=f"Numbers from last week:\n{table}\nThoughts welcome.", raw_content_hash="r", content_hash="c",
+        id="p",
+        author_id="ada",
+        platform=Platform.LINKEDIN,
+        category=Category.POSTS,
+        link="https://l/p",
+        content=f"Numbers from last week:\n{table}\nThoughts welcome.",
+        raw_content_hash="r",
+        content_hash="c",
     )
     chunks = chunk_document(post, budget, ChunkingConfig(post_max_tokens=128))
     assert_whole_table(chunks, rows)
     assert chunks[0].content.startswith("Numbers from last week:\n" + HEADER)
     assert chunks[-1].content.endswith("\nThoughts welcome.")
     repo = CleanedDocument(
-        id="r", author_id="ada", platform=Platform.GITHUB, category=Category.REPOSITORIES,
-        link="https://github.com/ada/r", content="", raw_content_hash="r", content_hash="c",
+        id="r",
+        author_id="ada",
+        platform=Platform.GITHUB,
+        category=Category.REPOSITORIES,
+        link="https://github.com/ada/r",
+        content="",
+        raw_content_hash="r",
+        content_hash="c",
         files=[RepoFile(path="BENCHMARKS.md", content=f"# Benchmarks\n\n{table}\n", language="markdown")],
     )
     chunks = chunk_document(repo, budget, ChunkingConfig(article_max_tokens=128))
@@ -159,8 +197,9 @@ def test_tables_in_posts_and_markdown_files_are_cut_between_rows(budget):
 
 def test_a_header_too_long_to_repeat_still_stays_with_its_separator(budget):
     rows = table_rows(20)
-    chunks = chunk_document(article("\n".join([HEADER, SEPARATOR, *rows])), budget,
-                            ChunkingConfig(article_max_tokens=48))  # header+separator: most of 48
+    chunks = chunk_document(
+        article("\n".join([HEADER, SEPARATOR, *rows])), budget, ChunkingConfig(article_max_tokens=48)
+    )  # header+separator: most of 48
     assert chunks[0].content.startswith(f"{HEADER}\n{SEPARATOR}")
     lines = [line for lines in table_parts(chunks) for line in lines]
     assert lines == [HEADER, SEPARATOR, *rows]  # not repeated, no row cut

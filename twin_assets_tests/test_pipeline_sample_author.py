@@ -17,9 +17,9 @@ from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.defs.collection.assets import raw_documents
 from twin_assets.defs.features.assets import chunks, cleaned_documents, embedded_chunks
 from twin_assets.defs.partitions import authors_partitions
+from twin_assets.paths import PROJECT_ROOT
 from twin_assets.sample_data.prepare import prepare_sample
 from twin_assets.sample_data.server import SITE_DIR, SampleSite
-from twin_assets.paths import PROJECT_ROOT
 from twin_assets_tests.conftest import free_port
 
 AUTHOR = "maya-kowalski"
@@ -127,8 +127,14 @@ def test_sample_author_is_retrievable_with_citations_and_edits_are_incremental(p
     assert third["raw_documents"].metadata["updated"].value == 1
     assert third["raw_documents"].metadata["new"].value == 0
     assert third["cleaned_documents"].metadata["updated"].value == 1
-    assert third["cleaned_documents"].metadata["unchanged"].value == first["cleaned_documents"].metadata["new"].value - 1
+    assert (
+        third["cleaned_documents"].metadata["unchanged"].value
+        == first["cleaned_documents"].metadata["new"].value - 1
+    )
     embedded = third["embedded_chunks"].metadata
     assert 0 < embedded["chunks_embedded"].value <= 12
     assert embedded["points"].value >= first["embedded_chunks"].metadata["points"].value
-    assert third["embedded_chunks"].tags["dagster/data_version"] != first["embedded_chunks"].tags["dagster/data_version"]
+    assert (
+        third["embedded_chunks"].tags["dagster/data_version"]
+        != first["embedded_chunks"].tags["dagster/data_version"]
+    )

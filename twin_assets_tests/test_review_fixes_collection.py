@@ -34,16 +34,24 @@ SETTINGS = CrawlSettings()
 
 def article(slug: str, source: str | None, text: str = "") -> RawDocument:
     return RawDocument(
-        author_id=AUTHOR, platform=Platform.WEB, category=Category.ARTICLES,
-        link=f"https://ada.example/{slug}", title=slug, source_link=source,
+        author_id=AUTHOR,
+        platform=Platform.WEB,
+        category=Category.ARTICLES,
+        link=f"https://ada.example/{slug}",
+        title=slug,
+        source_link=source,
         content=text or f"{slug}: what I learned about retrieval, written down at some length.",
     )
 
 
 def post(n: int, source: str | None, text: str = "") -> RawDocument:
     return RawDocument(
-        author_id=AUTHOR, platform=Platform.LINKEDIN, category=Category.POSTS,
-        link=f"https://www.linkedin.com/posts/ada_{n}", source=SourceKind.EXPORT, source_link=source,
+        author_id=AUTHOR,
+        platform=Platform.LINKEDIN,
+        category=Category.POSTS,
+        link=f"https://www.linkedin.com/posts/ada_{n}",
+        source=SourceKind.EXPORT,
+        source_link=source,
         content=text or f"Post {n}: shipping beats perfect, every single time, in every team.",
     )
 
@@ -63,8 +71,9 @@ def crawl(monkeypatch):
     class FakeCrawl:
         report: CrawlReport | None = None
 
-        def __call__(self, who: Author, settings: CrawlSettings, log=None, *, on_document=None,
-                     on_failure=None) -> CrawlReport:
+        def __call__(
+            self, who: Author, settings: CrawlSettings, log=None, *, on_document=None, on_failure=None
+        ) -> CrawlReport:
             assert who.id == self.report.author_id
             report = self.report.model_copy(deep=True)
             for document in report.documents:  # handed out one by one, as the real crawl does
@@ -82,8 +91,16 @@ def test_documents_of_removed_links_are_pruned_and_nothing_else(warehouse, crawl
     store = warehouse.get_store()
     legacy = article("legacy", None)  # stored before documents recorded their source link
     store.upsert_documents([legacy])
-    crawl.report = CrawlReport(author_id=AUTHOR, documents=[
-        article("a1", BLOG), article("a2", BLOG), article("s1", SUBSTACK), post(1, EXPORT), post(2, EXPORT)])
+    crawl.report = CrawlReport(
+        author_id=AUTHOR,
+        documents=[
+            article("a1", BLOG),
+            article("a2", BLOG),
+            article("s1", SUBSTACK),
+            post(1, EXPORT),
+            post(2, EXPORT),
+        ],
+    )
     first = collect_author(author(BLOG, SUBSTACK, EXPORT), SETTINGS, store)
     assert first.removed == 0 and len(first.stored_hashes) == 6
     assert clean_author(store, AUTHOR).new == 6
@@ -124,15 +141,19 @@ def test_documents_of_removed_links_are_pruned_and_nothing_else(warehouse, crawl
 def test_failure_table_follows_the_latest_crawl(warehouse, crawl):
     store = warehouse.get_store()
     item = "https://ada.example/broken-post"
-    crawl.report = CrawlReport(author_id=AUTHOR, documents=[article("a1", BLOG)],
-                               failures=[failure(SUBSTACK, "timeout"), failure(item)])
+    crawl.report = CrawlReport(
+        author_id=AUTHOR,
+        documents=[article("a1", BLOG)],
+        failures=[failure(SUBSTACK, "timeout"), failure(item)],
+    )
     collect_author(author(BLOG, SUBSTACK), SETTINGS, store)
     assert sorted(f.link for f in store.list_failures(AUTHOR)) == [item, SUBSTACK]
 
     # The substack listing now works (its link produced no document of the same URL) and the
     # broken item is no longer listed: both stale rows go, a new failure is recorded.
-    crawl.report = CrawlReport(author_id=AUTHOR, documents=[article("s1", SUBSTACK)],
-                               failures=[failure(BLOG, "refused_address")])
+    crawl.report = CrawlReport(
+        author_id=AUTHOR, documents=[article("s1", SUBSTACK)], failures=[failure(BLOG, "refused_address")]
+    )
     collect_author(author(BLOG, SUBSTACK), SETTINGS, store)
     assert [(f.link, f.kind) for f in store.list_failures(AUTHOR)] == [(BLOG, "refused_address")]
 

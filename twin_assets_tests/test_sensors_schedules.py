@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
 from resources.author_registry import AuthorRegistryResource
-from twin_assets.defs.partitions import authors_partitions
 from twin_assets.defs.collection.schedules import weekly_recrawl
 from twin_assets.defs.collection.sensors import author_registry_sensor
+from twin_assets.defs.partitions import authors_partitions
 
 ONE = """authors:
   - id: maya-kowalski
@@ -17,11 +17,14 @@ ONE = """authors:
     links:
       - url: https://medium.com/@mayakowalski
 """
-TWO = ONE + """  - id: ola-nowak
+TWO = (
+    ONE
+    + """  - id: ola-nowak
     full_name: Ola Nowak
     links:
       - url: https://olanowak.substack.com/archive
 """
+)
 
 
 def _tick(instance, path, cursor=None):
@@ -113,7 +116,7 @@ def test_sensor_reads_a_cursor_of_the_older_format_without_recrawling(tmp_path):
 def _schedule_ctx(instance, registry):
     return dg.build_schedule_context(
         instance=instance,
-        scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=timezone.utc),
+        scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=UTC),
         resources={"authors": AuthorRegistryResource(path=str(registry))},
     )
 

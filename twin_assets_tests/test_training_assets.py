@@ -34,14 +34,21 @@ def trained(tmp_path_factory):
         "wandb": WandbResource(dir=str(root / "wandb"), mode="offline", project="twin-test"),
         "sagemaker": SageMakerResource(),
     }
-    run_config = {"ops": {
-        "sft_model": {"config": {"base_model": str(base), "max_steps": 4, "max_length": 128}},
-        "dpo_model": {"config": {"max_steps": 3, "max_length": 128}},
-    }}
+    run_config = {
+        "ops": {
+            "sft_model": {"config": {"base_model": str(base), "max_steps": 4, "max_length": 128}},
+            "dpo_model": {"config": {"max_steps": 3, "max_length": 128}},
+        }
+    }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
-        result = dg.materialize([sft_model, dpo_model], resources=resources, instance=instance,
-                                partition_key=AUTHOR, run_config=run_config)
+        result = dg.materialize(
+            [sft_model, dpo_model],
+            resources=resources,
+            instance=instance,
+            partition_key=AUTHOR,
+            run_config=run_config,
+        )
         assert result.success
     # The re-run uses a fresh instance on purpose: "already trained" must come from the model
     # registry alone (another worker, another Dagster instance). It also keeps this heavy
@@ -49,11 +56,23 @@ def trained(tmp_path_factory):
     # instance after the training run ("Attempted to resolve undefined DagsterInstance weakref").
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
-        again = dg.materialize([sft_model], resources=resources, instance=instance,
-                               partition_key=AUTHOR,
-                               run_config={"ops": {"sft_model": run_config["ops"]["sft_model"]}})
-    yield {"result": result, "again": again, "artifacts": artifacts, "root": root, "base": base,
-           "inst_version": inst_version, "pref_version": pref_version, "run_config": run_config}
+        again = dg.materialize(
+            [sft_model],
+            resources=resources,
+            instance=instance,
+            partition_key=AUTHOR,
+            run_config={"ops": {"sft_model": run_config["ops"]["sft_model"]}},
+        )
+    yield {
+        "result": result,
+        "again": again,
+        "artifacts": artifacts,
+        "root": root,
+        "base": base,
+        "inst_version": inst_version,
+        "pref_version": pref_version,
+        "run_config": run_config,
+    }
 
 
 def _mat(result, key: str) -> dg.AssetMaterialization:
@@ -67,8 +86,10 @@ def test_sft_and_dpo_registered_with_cards_and_aliases(trained):
     sft_version = sft.metadata["model_version"].value
     dpo_version = dpo.metadata["model_version"].value
     assert sft.tags["dagster/data_version"] == sft_version
-    for kind, version, dataset_version in (("sft", sft_version, trained["inst_version"]),
-                                           ("dpo", dpo_version, trained["pref_version"])):
+    for kind, version, dataset_version in (
+        ("sft", sft_version, trained["inst_version"]),
+        ("dpo", dpo_version, trained["pref_version"]),
+    ):
         base = Path(artifacts.root_dir) / "models" / AUTHOR / kind
         card = json.loads((base / version / "model_card.json").read_text())
         assert card["dataset_version"] == dataset_version
@@ -81,7 +102,9 @@ def test_sft_and_dpo_registered_with_cards_and_aliases(trained):
         assert (base / version / "loss_curve.png").read_bytes().startswith(b"\x89PNG")  # published with it
         for alias in ("latest", "production"):
             assert json.loads((base / "aliases" / f"{alias}.json").read_text())["version"] == version
-    dpo_card = json.loads((Path(artifacts.root_dir) / "models" / AUTHOR / "dpo" / dpo_version / "model_card.json").read_text())
+    dpo_card = json.loads(
+        (Path(artifacts.root_dir) / "models" / AUTHOR / "dpo" / dpo_version / "model_card.json").read_text()
+    )
     assert dpo_card["parent_model"]["version"] == sft_version
     assert dpo.metadata["sft_model_version"].value == sft_version
     # metadata: loss plot (embedded PNG + table), losses, throughput, smoke label
@@ -103,7 +126,9 @@ def test_dpo_card_traces_the_exact_base_weights(trained):
     sft_fp = cards["sft"]["lineage"]["base_model"]["fingerprint"]
     assert sft_fp and len(sft_fp) == 64
     assert cards["dpo"]["lineage"]["base_model"]["fingerprint"] == sft_fp
-    assert cards["dpo"]["lineage"]["base_model"]["resolved"] == cards["sft"]["lineage"]["base_model"]["resolved"]
+    assert (
+        cards["dpo"]["lineage"]["base_model"]["resolved"] == cards["sft"]["lineage"]["base_model"]["resolved"]
+    )
 
 
 def test_chat_template_saved_is_the_one_trained_with(trained):
@@ -113,9 +138,12 @@ def test_chat_template_saved_is_the_one_trained_with(trained):
 
     artifacts = trained["artifacts"]
     sft_version = _mat(trained["result"], "sft_model").metadata["model_version"].value
-    card = json.loads((Path(artifacts.root_dir) / "models" / AUTHOR / "sft" / sft_version / "model_card.json").read_text())
+    card = json.loads(
+        (Path(artifacts.root_dir) / "models" / AUTHOR / "sft" / sft_version / "model_card.json").read_text()
+    )
     saved = AutoTokenizer.from_pretrained(
-        str(Path(artifacts.root_dir) / "models" / AUTHOR / "sft" / sft_version / "adapter"))
+        str(Path(artifacts.root_dir) / "models" / AUTHOR / "sft" / sft_version / "adapter")
+    )
     base_tok = AutoTokenizer.from_pretrained(str(trained["base"]))
     import hashlib
 
@@ -149,9 +177,20 @@ def test_dpo_reference_model_is_frozen_sft_adapter(tmp_path):
     from twin_assets.training.sft import run_sft
 
     base = tiny_model(tmp_path)
-    sft = run_sft(str(base), instruction_rows()[:8], [], SFTTrainingConfig(max_steps=1, max_length=256),
-                  tmp_path / "sft")
-    dpo = run_dpo(str(base), sft.model_dir, preference_rows()[:4], [], DPOTrainingConfig(max_steps=1, max_length=256),
-                  tmp_path / "dpo")
+    sft = run_sft(
+        str(base),
+        instruction_rows()[:8],
+        [],
+        SFTTrainingConfig(max_steps=1, max_length=256),
+        tmp_path / "sft",
+    )
+    dpo = run_dpo(
+        str(base),
+        sft.model_dir,
+        preference_rows()[:4],
+        [],
+        DPOTrainingConfig(max_steps=1, max_length=256),
+        tmp_path / "dpo",
+    )
     assert dpo.extra["peft_adapters_during_training"] == ["default", "ref"]
     assert not (tmp_path / "dpo" / "ref").exists()  # only the trained adapter is saved

@@ -27,11 +27,19 @@ def _defs() -> dg.Definitions:
     from resources.sagemaker import SageMakerResource
     from resources.tracking import WandbResource
 
-    upstream = [dg.AssetSpec(BASE_MODEL),
-                dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
-                dg.AssetSpec(PREFERENCE_DATASET, partitions_def=authors_partitions)]
-    return dg.Definitions(assets=[*upstream, sft_model, dpo_model], resources={
-        "artifacts": ArtifactStoreResource(), "wandb": WandbResource(), "sagemaker": SageMakerResource()})
+    upstream = [
+        dg.AssetSpec(BASE_MODEL),
+        dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
+        dg.AssetSpec(PREFERENCE_DATASET, partitions_def=authors_partitions),
+    ]
+    return dg.Definitions(
+        assets=[*upstream, sft_model, dpo_model],
+        resources={
+            "artifacts": ArtifactStoreResource(),
+            "wandb": WandbResource(),
+            "sagemaker": SageMakerResource(),
+        },
+    )
 
 
 def test_retrain_only_on_new_dataset_version():
@@ -117,8 +125,9 @@ def _finish_run(instance, run_id: str, model_version: str) -> None:
 
     run = instance.get_run_by_id(run_id)
     instance.report_runless_asset_event(
-        dg.AssetMaterialization(asset_key=sft_model.key, partition=AUTHOR,
-                                tags={"dagster/data_version": model_version})
+        dg.AssetMaterialization(
+            asset_key=sft_model.key, partition=AUTHOR, tags={"dagster/data_version": model_version}
+        )
     )
     instance.report_dagster_event(
         DagsterEvent(event_type_value=DagsterEventType.RUN_SUCCESS.value, job_name=run.job_name),

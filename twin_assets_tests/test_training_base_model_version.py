@@ -18,8 +18,16 @@ from twin_assets.training import fingerprints as cf
 def _checkpoint(root: Path) -> Path:
     """A checkpoint directory laid out like a `save_pretrained` one (content is irrelevant here)."""
     root.mkdir(parents=True)
-    (root / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "hidden_size": 64,
-                                                  "num_hidden_layers": 2, "vocab_size": 512}))
+    (root / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["LlamaForCausalLM"],
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "vocab_size": 512,
+            }
+        )
+    )
     (root / "model.safetensors").write_bytes(os.urandom(300_000))
     (root / "tokenizer.json").write_text(json.dumps({"model": {"vocab": {"a": 0, "b": 1}}}))
     (root / "tokenizer_config.json").write_text(json.dumps({"chat_template": "{{ messages }}"}))
@@ -173,15 +181,25 @@ def test_hf_cache_snapshot_uses_etags_without_reading_and_matches_hub_metadata(t
         raise AssertionError(f"read {path}: the HF blob name is already its content hash")
 
     monkeypatch.setattr(cf, "file_sha256", no_reads)
-    files = {"config.json": b'{"hidden_size": 64}', "model.safetensors": os.urandom(4096),
-             "tokenizer_config.json": b'{"chat_template": "x"}', "README.md": b"# card"}
+    files = {
+        "config.json": b'{"hidden_size": 64}',
+        "model.safetensors": os.urandom(4096),
+        "tokenizer_config.json": b'{"chat_template": "x"}',
+        "README.md": b"# card",
+    }
     commit = "a" * 40
     _hf_cache(tmp_path / "hub", "org/tiny", files, commit)
     fp = cf.fingerprint_base_model("org/tiny", cache_dir=tmp_path / "c", hub_cache_dir=tmp_path / "hub")
     assert fp.source == "hf-cache-etags" and fp.revision == commit and fp.files == 3
-    siblings = [RepoSibling(rfilename=n, size=len(d), blob_id="0" * 40,
-                            lfs=BlobLfsInfo(size=len(d), sha256=hashlib.sha256(d).hexdigest(), pointer_size=134))
-                for n, d in files.items()]
+    siblings = [
+        RepoSibling(
+            rfilename=n,
+            size=len(d),
+            blob_id="0" * 40,
+            lfs=BlobLfsInfo(size=len(d), sha256=hashlib.sha256(d).hexdigest(), pointer_size=134),
+        )
+        for n, d in files.items()
+    ]
     remote = cf.fingerprint_from_hub_siblings(siblings, location=f"org/tiny@{commit}", revision=commit)
     assert remote.digest == fp.digest  # fingerprinting before the download gives the same answer
     # a new commit with new weights -> a new fingerprint
@@ -196,7 +214,9 @@ def test_uncached_hub_model_offline_is_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(cf.CheckpointNotFoundError, match="not in the Hugging Face cache"):
-        cf.fingerprint_base_model("org/never-downloaded", cache_dir=tmp_path / "c", hub_cache_dir=tmp_path / "hub")
+        cf.fingerprint_base_model(
+            "org/never-downloaded", cache_dir=tmp_path / "c", hub_cache_dir=tmp_path / "hub"
+        )
 
 
 def test_base_model_asset_version_follows_weights_and_drives_retraining(tmp_path, monkeypatch, counted):
@@ -220,10 +240,19 @@ def test_base_model_asset_version_follows_weights_and_drives_retraining(tmp_path
     monkeypatch.setenv("TWIN_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setattr(cf, "RACY_WINDOW_S", 0.0)
     defs = dg.Definitions(
-        assets=[base_model, dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
-                dg.AssetSpec(PREFERENCE_DATASET, partitions_def=authors_partitions), sft_model, dpo_model],
-        resources={"artifacts": ArtifactStoreResource(root_dir=str(tmp_path / "artifacts")),
-                   "wandb": WandbResource(), "sagemaker": SageMakerResource()})
+        assets=[
+            base_model,
+            dg.AssetSpec(INSTRUCTION_DATASET, partitions_def=authors_partitions),
+            dg.AssetSpec(PREFERENCE_DATASET, partitions_def=authors_partitions),
+            sft_model,
+            dpo_model,
+        ],
+        resources={
+            "artifacts": ArtifactStoreResource(root_dir=str(tmp_path / "artifacts")),
+            "wandb": WandbResource(),
+            "sagemaker": SageMakerResource(),
+        },
+    )
 
     def materialize_base(instance) -> dg.AssetMaterialization:
         result = dg.materialize([base_model], instance=instance)
@@ -236,10 +265,17 @@ def test_base_model_asset_version_follows_weights_and_drives_retraining(tmp_path
         assert first.metadata["fingerprint_source"].value == "content-sha256"
         assert first.metadata["layers"].value == 2 and first.metadata["fingerprint_files"].value == 5
         # the twin is already trained on this base and these datasets
-        for key, version in ((INSTRUCTION_DATASET, "v1"), (PREFERENCE_DATASET, "p1"),
-                             (sft_model.key, "m1"), (dpo_model.key, "d1")):
+        for key, version in (
+            (INSTRUCTION_DATASET, "v1"),
+            (PREFERENCE_DATASET, "p1"),
+            (sft_model.key, "m1"),
+            (dpo_model.key, "d1"),
+        ):
             instance.report_runless_asset_event(
-                dg.AssetMaterialization(asset_key=key, partition=author, tags={"dagster/data_version": version}))
+                dg.AssetMaterialization(
+                    asset_key=key, partition=author, tags={"dagster/data_version": version}
+                )
+            )
         r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
         assert r.total_requested == 0
 
@@ -271,8 +307,15 @@ def test_sft_version_follows_the_base_weights_not_just_their_name(tmp_path, tmp_
     base = tiny_model(tmp_path)
     cfg = SFTTrainingConfig(base_model=str(base), max_steps=1, max_length=256)
     tracker = WandbResource(enabled=False)
-    kwargs = dict(kind="sft", author=AUTHOR, dataset_version=dataset, cfg=cfg, artifacts=artifacts,
-                  tracker=tracker, log=lambda m: None)
+    kwargs = dict(
+        kind="sft",
+        author=AUTHOR,
+        dataset_version=dataset,
+        cfg=cfg,
+        artifacts=artifacts,
+        tracker=tracker,
+        log=lambda m: None,
+    )
 
     first = train_and_register(**kwargs)
     assert not first.reused

@@ -30,5 +30,6 @@ def test_production_instance_limits_pools_to_one_step():
 
     cfg = yaml.safe_load((Path(__file__).parents[1] / "deploy" / "dagster.yaml").read_text())
     assert cfg["concurrency"]["pools"]["default_limit"] == 1
-    assert process_config(Field(dagster_instance_config_schema()).config_type,
-                          {"concurrency": cfg["concurrency"]}).success
+    assert process_config(
+        Field(dagster_instance_config_schema()).config_type, {"concurrency": cfg["concurrency"]}
+    ).success

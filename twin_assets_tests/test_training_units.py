@@ -17,13 +17,14 @@ def test_prompt_tokens_are_masked_assistant_tokens_trained(tmp_path):
     base = tiny_model(tmp_path)
     rows = instruction_rows()[:2]
     trainer, tok, template, _ = build_sft_trainer(
-        str(base), rows, [], SFTTrainingConfig(max_steps=1, max_length=512, packing=False), tmp_path / "w")
+        str(base), rows, [], SFTTrainingConfig(max_steps=1, max_length=512, packing=False), tmp_path / "w"
+    )
     assert "generation %}" in template
     sample = trainer.train_dataset[0]
     batch = trainer.data_collator([sample])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
-    trained = tok.decode([i for i, lab in zip(ids, labels) if lab != -100])
-    masked = tok.decode([i for i, lab in zip(ids, labels) if lab == -100])
+    trained = tok.decode([i for i, lab in zip(ids, labels, strict=True) if lab != -100])
+    masked = tok.decode([i for i, lab in zip(ids, labels, strict=True) if lab == -100])
     assert trained.strip().replace(" ", "") == (rows[0]["output"] + "<|im_end|>").replace(" ", "")
     assert rows[0]["instruction"].replace(" ", "") in masked.replace(" ", "")
     assert "assistant" in masked  # the header is prompt, not target
@@ -50,4 +51,4 @@ def test_smollm2_export_is_idempotent_and_generates(tmp_path):
     inputs = tok(format_prompt(tok, "What is the capital of France?", system=None), return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=8, do_sample=False)
-    assert "Paris" in tok.decode(out[0][inputs["input_ids"].shape[1]:])
+    assert "Paris" in tok.decode(out[0][inputs["input_ids"].shape[1] :])

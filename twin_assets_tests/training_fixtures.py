@@ -18,23 +18,37 @@ POSTS = [
 
 def instruction_rows(suffix: str = "") -> list[dict]:
     return [
-        {"id": f"i{i}{suffix}", "instruction": f"Write a short post about lesson {i}{suffix}.",
-         "output": POSTS[i], "category": "posts", "source_document_id": f"d{i}",
-         "source_content_hash": f"h{i}", "quality": 0.9}
+        {
+            "id": f"i{i}{suffix}",
+            "instruction": f"Write a short post about lesson {i}{suffix}.",
+            "output": POSTS[i],
+            "category": "posts",
+            "source_document_id": f"d{i}",
+            "source_content_hash": f"h{i}",
+            "quality": 0.9,
+        }
         for i in range(len(POSTS))
     ]
 
 
 def preference_rows() -> list[dict]:
     return [
-        {"id": f"p{i}", "prompt": f"Write a short post about lesson {i}.", "chosen": POSTS[i],
-         "rejected": "Queues are important. There are many things to consider.", "category": "posts",
-         "source_document_id": f"d{i}", "source_content_hash": f"h{i}"}
+        {
+            "id": f"p{i}",
+            "prompt": f"Write a short post about lesson {i}.",
+            "chosen": POSTS[i],
+            "rejected": "Queues are important. There are many things to consider.",
+            "category": "posts",
+            "source_document_id": f"d{i}",
+            "source_content_hash": f"h{i}",
+        }
         for i in range(len(POSTS))
     ]
 
 
-def write_dataset(artifacts: ArtifactStoreResource, kind: DatasetKind, rows: list[dict], author: str = AUTHOR) -> str:
+def write_dataset(
+    artifacts: ArtifactStoreResource, kind: DatasetKind, rows: list[dict], author: str = AUTHOR
+) -> str:
     """Write rows exactly as the dataset stage does; returns the (content-hash) version."""
     from datasets import Dataset
 
@@ -45,8 +59,14 @@ def write_dataset(artifacts: ArtifactStoreResource, kind: DatasetKind, rows: lis
     cut = int(len(rows) * 0.8)
     Dataset.from_list(rows[:cut]).to_parquet(str(path / "train.parquet"))
     Dataset.from_list(rows[cut:]).to_parquet(str(path / "test.parquet"))
-    card = DatasetCard(author_id=author, kind=kind, version=version, uri=artifacts.uri(key),
-                       counts={"train": cut, "test": len(rows) - cut}, generator="test")
+    card = DatasetCard(
+        author_id=author,
+        kind=kind,
+        version=version,
+        uri=artifacts.uri(key),
+        counts={"train": cut, "test": len(rows) - cut},
+        generator="test",
+    )
     (path / "card.json").write_text(card.model_dump_json())
     artifacts.write_alias(f"datasets/{author}/{kind}", "latest", version)
     return version

@@ -108,6 +108,7 @@ def parse_registry(
 
 def _problems(exc: ValidationError) -> str:
     """`authors[0].id: <why>; ...`: where in the file, and why, on one line."""
+
     def where(loc: tuple) -> str:
         return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 

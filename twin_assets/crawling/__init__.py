@@ -71,8 +71,9 @@ def crawl_author(
             kind, reason = "error", f"{type(exc).__name__}: {exc}"
             log.exception("unexpected error crawling %s", link)
         log.warning("crawl failed for %s [%s]: %s", link, kind, reason)
-        failure = CrawlFailure(author_id=author.id, link=link, kind=kind, reason=reason[:2000],
-                               platform=platform)
+        failure = CrawlFailure(
+            author_id=author.id, link=link, kind=kind, reason=reason[:2000], platform=platform
+        )
         report.failures.append(failure)
         if on_failure is not None:
             on_failure(failure)
@@ -108,7 +109,12 @@ def crawl_author(
                 report.documents.append(document)
                 if on_document is not None:  # outside the try: a store error is no crawl failure
                     on_document(document)
-        log.info("crawled %s: %d documents, %d failures in %.1fs (%d pages rendered)",
-                 author.id, len(report.documents), len(report.failures),
-                 time.monotonic() - started, fetcher.pages_rendered)
+        log.info(
+            "crawled %s: %d documents, %d failures in %.1fs (%d pages rendered)",
+            author.id,
+            len(report.documents),
+            len(report.failures),
+            time.monotonic() - started,
+            fetcher.pages_rendered,
+        )
     return report

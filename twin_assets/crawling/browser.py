@@ -52,8 +52,9 @@ def launch_browser(settings: CrawlSettings) -> Any:
 
     pw = sync_playwright().start()
     try:
-        browser = pw.chromium.launch(executable_path=settings.chromium_path, args=CHROMIUM_ARGS,
-                                     headless=True)
+        browser = pw.chromium.launch(
+            executable_path=settings.chromium_path, args=CHROMIUM_ARGS, headless=True
+        )
     except Exception:
         pw.stop()
         raise
@@ -108,14 +109,14 @@ class BrowserRenderer:
         s = self.settings
         started = time.monotonic()
         route = PageRoute(self.http, self.log)
-        context = self.browser.new_context(user_agent=s.user_agent, service_workers="block",
-                                           accept_downloads=False)
+        context = self.browser.new_context(
+            user_agent=s.user_agent, service_workers="block", accept_downloads=False
+        )
         try:
             context.route("**/*", route.handle)
             # Not seen by the request route: a page's WebSocket would be opened by Chromium
             # itself, unchecked. Text extraction needs none, so none is ever connected.
-            context.route_web_socket(
-                "**/*", lambda ws: ws.close(code=1008, reason="refused by the crawler"))
+            context.route_web_socket("**/*", lambda ws: ws.close(code=1008, reason="refused by the crawler"))
             timeout_ms = s.page_timeout_s * 1000
             page, resp = self._navigate(context, url, route, timeout_ms)
             route.navigating = False
@@ -134,8 +135,7 @@ class BrowserRenderer:
             # Scripts may still be building the page (a "Loading…" shell): judge it once its
             # text has settled, or when its time is up.
             wait_for_content(page, started + s.page_timeout_s, self.log, final_url)
-            rounds = (scroll_listing(page, final_url, s, self.log)
-                      if scroll and s.max_scroll_rounds > 0 else 0)
+            rounds = scroll_listing(page, final_url, s, self.log) if scroll and s.max_scroll_rounds > 0 else 0
             try:
                 if len(resp.body()) > s.max_page_bytes:
                     raise TooLarge(f"{final_url} exceeds {s.max_page_bytes} bytes")
@@ -152,8 +152,7 @@ class BrowserRenderer:
         finally:
             context.close()
 
-    def _navigate(self, context: Any, url: str, route: PageRoute,
-                  timeout_ms: float) -> tuple[Any, Any]:
+    def _navigate(self, context: Any, url: str, route: PageRoute, timeout_ms: float) -> tuple[Any, Any]:
         """page.goto, following the page's redirects hop by hop (see `relay`); returns the
         page and its final response.
 
@@ -180,15 +179,13 @@ class BrowserRenderer:
             except PlaywrightTimeout as exc:
                 if route.refused:
                     raise route.refused[0] from exc
-                raise FetchTimeout(
-                    f"timed out after {s.page_timeout_s}s rendering {current}") from exc
+                raise FetchTimeout(f"timed out after {s.page_timeout_s}s rendering {current}") from exc
             except PlaywrightError as exc:
                 if route.refused:
                     raise route.refused[0] from exc
                 if route.redirects:
                     return Redirect(route.redirects[0])
-                raise NetworkError(f"browser could not load {current}: "
-                                   f"{str(exc).splitlines()[0]}") from exc
+                raise NetworkError(f"browser could not load {current}: {str(exc).splitlines()[0]}") from exc
             if route.refused:
                 raise route.refused[0]
             if route.redirects and resp is not None and 300 <= resp.status < 400:
@@ -198,4 +195,3 @@ class BrowserRenderer:
             return page, resp
 
         return follow_redirects(url, s, self.http.allow, hop)
-

@@ -17,16 +17,59 @@ from twin_assets.crawling.codeblocks import is_code_node
 
 # Removed wherever they appear inside the content container.
 BASE_CLUTTER = [
-    "script", "style", "noscript", "template", "svg", "iframe", "canvas", "object", "embed",
-    "button", "form", "input", "select", "textarea", "dialog", "nav", "footer", "aside", "img",
-    "picture", "video", "audio", "[role=navigation]", "[role=contentinfo]", "[role=banner]",
-    "[role=dialog]", "[role=toolbar]", "[aria-hidden=true]", "[hidden]",
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "iframe",
+    "canvas",
+    "object",
+    "embed",
+    "button",
+    "form",
+    "input",
+    "select",
+    "textarea",
+    "dialog",
+    "nav",
+    "footer",
+    "aside",
+    "img",
+    "picture",
+    "video",
+    "audio",
+    "[role=navigation]",
+    "[role=contentinfo]",
+    "[role=banner]",
+    "[role=dialog]",
+    "[role=toolbar]",
+    "[aria-hidden=true]",
+    "[hidden]",
     # blog engines' widgets and metadata lines (WordPress/Jetpack, Disqus, Ghost, Jekyll, Hugo)
-    ".post-meta", ".entry-meta", ".article-meta", ".byline", ".post-byline", ".author-bio",
-    ".author-box", ".about-author", ".about-the-author", ".author-info", ".author-card",
-    ".sharedaddy", ".jp-relatedposts", ".yarpp-related", ".wp-block-jetpack-subscriptions",
-    ".jetpack-likes-widget-wrapper", "#disqus_thread", ".dsq-brlink", ".post-navigation",
-    ".entry-footer", ".post-tags", ".tags-links", ".cat-links",
+    ".post-meta",
+    ".entry-meta",
+    ".article-meta",
+    ".byline",
+    ".post-byline",
+    ".author-bio",
+    ".author-box",
+    ".about-author",
+    ".about-the-author",
+    ".author-info",
+    ".author-card",
+    ".sharedaddy",
+    ".jp-relatedposts",
+    ".yarpp-related",
+    ".wp-block-jetpack-subscriptions",
+    ".jetpack-likes-widget-wrapper",
+    "#disqus_thread",
+    ".dsq-brlink",
+    ".post-navigation",
+    ".entry-footer",
+    ".post-tags",
+    ".tags-links",
+    ".cat-links",
 ]
 # class / id tokens that mark clutter (matched as whole dash/underscore-separated words).
 _CLUTTER_TOKEN = re.compile(
@@ -41,7 +84,8 @@ _CLUTTER_TOKEN = re.compile(
 # Tokens that also name wrappers of the article itself (`div.paywall` around the paragraphs a
 # news site serves in full, a "banner" image): such an element goes only when it is not prose.
 _WEAK_CLUTTER_TOKEN = re.compile(
-    r"(?:^|[-_])(?:paywall|promo|popup|modal|banner|teasers?|carousel|popular)(?:[-_]|$)", re.IGNORECASE)
+    r"(?:^|[-_])(?:paywall|promo|popup|modal|banner|teasers?|carousel|popular)(?:[-_]|$)", re.IGNORECASE
+)
 _PROSE_CHARS = 400  # unlinked text beyond which a weakly marked element is the article's
 # Short blocks that are boilerplate, not the author's words. Single action words must be the
 # whole block ("Share", "Listen 3 min"), phrases may start it, and a few are recognised anywhere.
@@ -77,9 +121,13 @@ _SHORT_BLOCK = 200
 _SLUG_WORDS = 3
 # Byline and date lines: "By X · March 3, 2023 · 6 min read", "Posted on May 10, 2022 by X".
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
-_DATE = (rf"(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|\d{{1,2}}\s+{_MONTH},?\s+\d{{4}}|"
-         r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4})")
-_DATE_LINE = re.compile(rf"^(?:(?:posted|published|updated|last updated)(?: on)?:?\s*)?{_DATE}$", re.IGNORECASE)
+_DATE = (
+    rf"(?:{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}|\d{{1,2}}\s+{_MONTH},?\s+\d{{4}}|"
+    r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4})"
+)
+_DATE_LINE = re.compile(
+    rf"^(?:(?:posted|published|updated|last updated)(?: on)?:?\s*)?{_DATE}$", re.IGNORECASE
+)
 _BYLINE_START = re.compile(r"^(?:by|posted|published|written|updated|last updated)\b", re.IGNORECASE)
 _BYLINE_MARK = re.compile(rf"{_DATE}|\bmin(?:ute)?s?\s+read\b|[·•|]|\bposted (?:on|in|by)\b", re.IGNORECASE)
 _BYLINE_MAX = 120
@@ -91,9 +139,11 @@ def is_byline(text: str) -> bool:
     text = " ".join(text.split())
     if len(text) > _BYLINE_MAX:
         return False
-    return bool(_DATE_LINE.match(text)
-                or (_BYLINE_START.match(text) and _BYLINE_MARK.search(text) and not text.endswith((".", "?", "!")))
-                or bool(_BYLINE_NAME.match(text)))
+    return bool(
+        _DATE_LINE.match(text)
+        or (_BYLINE_START.match(text) and _BYLINE_MARK.search(text) and not text.endswith((".", "?", "!")))
+        or bool(_BYLINE_NAME.match(text))
+    )
 
 
 def _is_clutter_tag(tag: Tag) -> bool:
@@ -139,5 +189,9 @@ def is_clutter_text(text: str, *, bylines: bool = True) -> bool:
     text = " ".join(text.split())
     if len(text) > _SHORT_BLOCK:
         return False
-    return bool(_CLUTTER_EXACT.fullmatch(text) or _CLUTTER_PREFIX.search(text)
-                or _CLUTTER_ANYWHERE.search(text) or (bylines and is_byline(text)))
+    return bool(
+        _CLUTTER_EXACT.fullmatch(text)
+        or _CLUTTER_PREFIX.search(text)
+        or _CLUTTER_ANYWHERE.search(text)
+        or (bylines and is_byline(text))
+    )

@@ -23,23 +23,61 @@ import re
 from bs4 import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
 
 # Class tokens of an element that holds exactly one line of code.
-_LINE_CLASSES = frozenset({
-    "line", "code-line", "codeline", "blob-code", "blob-code-inner", "js-file-line", "token-line",
-    "cm-line", "codemirror-line", "view-line", "ace_line", "hljs-ln-code", "highlight-line",
-    "line-content", "code-line-content", "diff-line",
-})
+_LINE_CLASSES = frozenset(
+    {
+        "line",
+        "code-line",
+        "codeline",
+        "blob-code",
+        "blob-code-inner",
+        "js-file-line",
+        "token-line",
+        "cm-line",
+        "codemirror-line",
+        "view-line",
+        "ace_line",
+        "hljs-ln-code",
+        "highlight-line",
+        "line-content",
+        "code-line-content",
+        "diff-line",
+    }
+)
 # Class tokens of a line-number gutter (dropped when it holds only digits).
-_GUTTER_CLASSES = frozenset({
-    "gutter", "linenos", "lineno", "linenodiv", "line-numbers", "line-numbers-rows", "line-number",
-    "line-numbers-wrapper", "linenumber", "linenumbers", "blob-num", "js-line-number",
-    "hljs-ln-numbers", "hljs-ln-n", "ln-num", "lnt", "ln", "gl", "code-line-number",
-    "react-syntax-highlighter-line-number", "linenumber-cell", "rouge-gutter", "line-no",
-})
+_GUTTER_CLASSES = frozenset(
+    {
+        "gutter",
+        "linenos",
+        "lineno",
+        "linenodiv",
+        "line-numbers",
+        "line-numbers-rows",
+        "line-number",
+        "line-numbers-wrapper",
+        "linenumber",
+        "linenumbers",
+        "blob-num",
+        "js-line-number",
+        "hljs-ln-numbers",
+        "hljs-ln-n",
+        "ln-num",
+        "lnt",
+        "ln",
+        "gl",
+        "code-line-number",
+        "react-syntax-highlighter-line-number",
+        "linenumber-cell",
+        "rouge-gutter",
+        "line-no",
+    }
+)
 # Tags that end a line when they are a code block's line elements.
-_LINE_TAGS = frozenset({"div", "p", "tr", "li", "table", "tbody", "thead", "tfoot", "ol", "ul",
-                        "pre", "section", "dd", "dt"})
-_NOT_CODE_TAGS = frozenset({"script", "style", "template", "button", "noscript", "svg", "select",
-                            "textarea", "input"})
+_LINE_TAGS = frozenset(
+    {"div", "p", "tr", "li", "table", "tbody", "thead", "tfoot", "ol", "ul", "pre", "section", "dd", "dt"}
+)
+_NOT_CODE_TAGS = frozenset(
+    {"script", "style", "template", "button", "noscript", "svg", "select", "textarea", "input"}
+)
 _GUTTER_TEXT = re.compile(r"^[\d\s.:]*$")
 _SKIPPED_STRINGS = (Comment, Declaration, Doctype, ProcessingInstruction)
 

@@ -72,8 +72,7 @@ def collect_author(
     def store_failure(failure: CrawlFailure) -> None:
         store.record_failures(author.id, [failure])
 
-    report = crawl_author(author, settings, log=log, on_document=store_document,
-                          on_failure=store_failure)
+    report = crawl_author(author, settings, log=log, on_document=store_document, on_failure=store_failure)
     stats = WriteStats(
         new_ids=[i for i, v in outcome.items() if v == "new"],
         updated_ids=[i for i, v in outcome.items() if v == "updated"],
@@ -124,13 +123,15 @@ def failure_summary(failures: list[CrawlFailure], rows: int = FAILURE_ROWS) -> d
     kind, the first `rows` as a table with reasons cut to ~300 characters)."""
     if not failures:
         return {"failures_by_kind": {}, "failures": "none"}
-    table = _md_table(["link", "kind", "reason"],
-                      [[_short(f.link, 200), f.kind, _short(f.reason)] for f in failures[:rows]])
+    table = _md_table(
+        ["link", "kind", "reason"], [[_short(f.link, 200), f.kind, _short(f.reason)] for f in failures[:rows]]
+    )
     if len(failures) > rows:
-        table += (f"\n\n… and {len(failures) - rows} more; every failure, with its full reason, "
-                  "is in the warehouse's crawl failures.")
-    return {"failures_by_kind": dict(sorted(Counter(f.kind for f in failures).items())),
-            "failures": table}
+        table += (
+            f"\n\n… and {len(failures) - rows} more; every failure, with its full reason, "
+            "is in the warehouse's crawl failures."
+        )
+    return {"failures_by_kind": dict(sorted(Counter(f.kind for f in failures).items())), "failures": table}
 
 
 def collection_metadata(result: CollectionResult, preview_rows: int = 10) -> dict:

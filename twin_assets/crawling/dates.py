@@ -8,8 +8,15 @@ from datetime import UTC, datetime
 
 from bs4 import BeautifulSoup
 
-_FORMATS = ("%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%Y-%m-%d", "%b %d, %Y",
-            "%B %d, %Y", "%d %b %Y")
+_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y",
+    "%Y-%m-%d",
+    "%b %d, %Y",
+    "%B %d, %Y",
+    "%d %b %Y",
+)
 
 
 def parse_datetime(value: str | None) -> datetime | None:
@@ -31,8 +38,12 @@ def parse_datetime(value: str | None) -> datetime | None:
 
 
 def find_published(soup: BeautifulSoup) -> datetime | None:
-    for attrs in ({"property": "article:published_time"}, {"name": "article:published_time"},
-                  {"itemprop": "datePublished"}, {"name": "date"}):
+    for attrs in (
+        {"property": "article:published_time"},
+        {"name": "article:published_time"},
+        {"itemprop": "datePublished"},
+        {"name": "date"},
+    ):
         node = soup.find("meta", attrs=attrs)
         if node and (dt := parse_datetime(node.get("content"))):
             return dt

@@ -61,17 +61,21 @@ class CrawlerRegistry:
         if link.kind == SourceKind.EXPORT:
             crawler = self.for_platform(link.platform, SourceKind.EXPORT) if link.platform else None
             if crawler is None:
-                raise ExportError(f"no importer for {link.platform or 'unspecified'} exports "
-                                  f"(set the link's platform to linkedin, medium or substack)")
+                raise ExportError(
+                    f"no importer for {link.platform or 'unspecified'} exports "
+                    f"(set the link's platform to linkedin, medium or substack)"
+                )
             return crawler
         if link.kind == SourceKind.GIT:
-            return self.for_platform(link.platform or Platform.GITHUB, SourceKind.GIT) or \
-                self.for_platform(Platform.GITHUB, SourceKind.GIT)  # type: ignore[return-value]
+            return self.for_platform(link.platform or Platform.GITHUB, SourceKind.GIT) or self.for_platform(
+                Platform.GITHUB, SourceKind.GIT
+            )  # type: ignore[return-value]
         if link.platform is not None:
             if link.platform == Platform.WEB:
                 return self.fallback
-            if crawler := self.for_platform(link.platform, SourceKind.WEB) or \
-                    self.for_platform(link.platform, SourceKind.GIT):
+            if crawler := self.for_platform(link.platform, SourceKind.WEB) or self.for_platform(
+                link.platform, SourceKind.GIT
+            ):
                 return crawler
         host = urlsplit(link.url).hostname or ""
         return self.for_domain(host) or self.fallback

@@ -87,7 +87,8 @@ class LinkedInExportImporter(BaseCrawler):
     def expand(self, link: AuthorLink, ctx: CrawlContext) -> list[CrawlTarget]:
         path = check_export_path(link.url, ctx.settings)
         files = _read_export_files(
-            path, lambda n: PurePosixPath(n).name.lower() in ("shares.csv", "posts.csv"))
+            path, lambda n: PurePosixPath(n).name.lower() in ("shares.csv", "posts.csv")
+        )
         if not files:
             raise ExportError(f"no Shares.csv or posts.csv in {path}")
         targets: list[CrawlTarget] = []
@@ -129,8 +130,11 @@ class MediumExportImporter(BaseCrawler):
 
         def wanted(name: str) -> bool:
             p = PurePosixPath(name)
-            return p.suffix.lower() == ".html" and not p.name.startswith("draft_") and (
-                "posts" in p.parts[:-1] or len(p.parts) == 1)
+            return (
+                p.suffix.lower() == ".html"
+                and not p.name.startswith("draft_")
+                and ("posts" in p.parts[:-1] or len(p.parts) == 1)
+            )
 
         targets: list[CrawlTarget] = []
         for name, data in _read_export_files(path, wanted):
@@ -141,8 +145,9 @@ class MediumExportImporter(BaseCrawler):
             canonical = soup.select_one("a.p-canonical[href]")
             if canonical is None:
                 continue  # unpublished draft
-            targets.append(CrawlTarget(url=str(canonical["href"]).strip(), link=link, payload=html,
-                                       meta={"file": name}))
+            targets.append(
+                CrawlTarget(url=str(canonical["href"]).strip(), link=link, payload=html, meta={"file": name})
+            )
         if not targets:
             raise ExportError(f"no published Medium posts (posts/*.html) in {path}")
         return targets
@@ -159,5 +164,11 @@ class MediumExportImporter(BaseCrawler):
             raise NoContent(f"exported post {target.meta.get('file')} has no text")
         node = soup_of(html).select_one("time.dt-published[datetime]")
         published = parse_datetime(node.get("datetime")) if node else extracted.published_at
-        return self.make_document(ctx, target, title=extracted.title, content=extracted.markdown,
-                                  blocks=extracted.blocks, published_at=published)
+        return self.make_document(
+            ctx,
+            target,
+            title=extracted.title,
+            content=extracted.markdown,
+            blocks=extracted.blocks,
+            published_at=published,
+        )

@@ -65,8 +65,10 @@ def _table_text(table: Tag) -> str:
     """A data table as a Markdown table, one row per line (a pipe inside a cell escaped)."""
     rows = []
     for tr in table.find_all("tr"):
-        cells = [" ".join(c.get_text(" ", strip=True).split()).replace("|", "\\|")
-                 for c in tr.find_all(["th", "td"])]
+        cells = [
+            " ".join(c.get_text(" ", strip=True).split()).replace("|", "\\|")
+            for c in tr.find_all(["th", "td"])
+        ]
         if any(cells):
             rows.append("| " + " | ".join(cells) + " |")
     if len(rows) > 1:
@@ -192,8 +194,13 @@ def partition_blocks(container_html: str, lifted: dict[int, Block]) -> list[Bloc
             if is_clutter_text(text, bylines=False):
                 continue
             depth = getattr(el.metadata, "category_depth", None)
-            blocks.append(Block(kind="title", text=text.replace("\n", " "),
-                                level=(depth or 0) + 1 if depth is not None else 2))
+            blocks.append(
+                Block(
+                    kind="title",
+                    text=text.replace("\n", " "),
+                    level=(depth or 0) + 1 if depth is not None else 2,
+                )
+            )
             continue
         if is_clutter_text(text):
             continue
@@ -203,11 +210,21 @@ def partition_blocks(container_html: str, lifted: dict[int, Block]) -> list[Bloc
             blocks.append(Block(kind="code", text=raw.replace(LINE_BREAK, "\n")))
         elif category == "Table":
             blocks.append(Block(kind="table", text=text))
-        elif category in ("NarrativeText", "UncategorizedText", "Text", "EmailAddress",
-                          "Address", "Formula", "FigureCaption"):
+        elif category in (
+            "NarrativeText",
+            "UncategorizedText",
+            "Text",
+            "EmailAddress",
+            "Address",
+            "Formula",
+            "FigureCaption",
+        ):
             # <br><br> inside one element separates paragraphs (LinkedIn posts are one <p>)
-            blocks.extend(Block(kind="paragraph", text=part.strip())
-                          for part in text.split("\n\n") if part.strip() and not is_clutter_text(part))
+            blocks.extend(
+                Block(kind="paragraph", text=part.strip())
+                for part in text.split("\n\n")
+                if part.strip() and not is_clutter_text(part)
+            )
         # Header, Footer, PageBreak, Image, PageNumber...: layout, not the author's words
     blocks.extend(lifted[i] for i in order[done:])
     return _without_repeats(blocks)
@@ -277,8 +294,11 @@ def extract_article(
     subtitle = first_text(soup, subtitle_selectors) if subtitle_selectors else None
     published = find_published(soup)
     selected = _select(soup, [*content_selectors, *_FALLBACK_SELECTORS])
-    scopes = [selected, *(selected.find_parents("article") if selected is not None else []),
-              _select(soup, _FALLBACK_SELECTORS)]
+    scopes = [
+        selected,
+        *(selected.find_parents("article") if selected is not None else []),
+        _select(soup, _FALLBACK_SELECTORS),
+    ]
     # the title is read before the container is cut up
     title = choose_title(soup, [s for s in scopes if s is not None], title_selectors)
 

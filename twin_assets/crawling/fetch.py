@@ -36,8 +36,7 @@ __all__ = ["FetchedPage", "PageFetcher", "close_browser", "launch_browser"]
 class PageFetcher:
     """Fetches pages for one crawl; use as a context manager (closes the browser)."""
 
-    def __init__(self, settings: CrawlSettings, log: logging.Logger | None = None,
-                 browser: Any = None):
+    def __init__(self, settings: CrawlSettings, log: logging.Logger | None = None, browser: Any = None):
         self.settings = settings
         self.log = log or logging.getLogger(__name__)
         self.allow = AllowList(settings.allow_hosts)
@@ -50,8 +49,9 @@ class PageFetcher:
     def __enter__(self) -> PageFetcher:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -65,8 +65,7 @@ class PageFetcher:
     # -- public API ---------------------------------------------------------------------------
     def get(self, url: str, *, accept: tuple[str, ...] = HTML_TYPES) -> FetchedPage:
         """Plain HTTP GET with manual, re-checked redirects and a byte cap (retried)."""
-        return with_retries(lambda: self.http.get(url, accept), self.settings,
-                            on_retry=self._log_retry(url))
+        return with_retries(lambda: self.http.get(url, accept), self.settings, on_retry=self._log_retry(url))
 
     def get_json(self, url: str) -> Any:
         page = self.get(url, accept=JSON_TYPES)
@@ -82,11 +81,13 @@ class PageFetcher:
         `max_scroll_rounds`, `max_listing_items` and `page_timeout_s`): for listings that load
         more items on scroll. Article pages are not scrolled: some load the next article.
         """
-        return with_retries(lambda: self.renderer.render(url, wait_for, scroll), self.settings,
-                            on_retry=self._log_retry(url))
+        return with_retries(
+            lambda: self.renderer.render(url, wait_for, scroll), self.settings, on_retry=self._log_retry(url)
+        )
 
-    def fetch(self, url: str, *, prefer_browser: bool, wait_for: str | None = None,
-              scroll: bool = False) -> FetchedPage:
+    def fetch(
+        self, url: str, *, prefer_browser: bool, wait_for: str | None = None, scroll: bool = False
+    ) -> FetchedPage:
         """Rendered or plain, as `browser_mode` and the crawler's preference say; `scroll`
         only has an effect when the page is rendered (plain HTTP cannot scroll)."""
         mode = self.settings.browser_mode
@@ -96,7 +97,6 @@ class PageFetcher:
 
     def _log_retry(self, url: str) -> Callable[[int, CrawlError, float], None]:
         def log(attempt: int, exc: CrawlError, delay: float) -> None:
-            self.log.info("retry %d for %s in %.2fs after %s: %s", attempt, url, delay, exc.kind,
-                          exc.reason)
+            self.log.info("retry %d for %s in %.2fs after %s: %s", attempt, url, delay, exc.kind, exc.reason)
 
         return log

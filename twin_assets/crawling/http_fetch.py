@@ -38,8 +38,7 @@ HTML_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 JSON_TYPES = ("application/json", "text/json", "application/octet-stream", "text/plain")
 
 
-def read_capped(resp: httpx.Response, url: str, limit: int, deadline: float,
-                timeout_s: float) -> bytes:
+def read_capped(resp: httpx.Response, url: str, limit: int, deadline: float, timeout_s: float) -> bytes:
     """The (decoded) body, refused once it is over `limit` bytes or past the deadline;
     Content-Length is believed only when it already says too much."""
     length = resp.headers.get("content-length")
@@ -76,8 +75,10 @@ class GuardedHttp:
                 transport=GuardedTransport(self.allow, deadline=self.deadline),
                 follow_redirects=False,  # every hop is re-checked by hand
                 timeout=httpx.Timeout(t, connect=min(t, 10.0)),
-                headers={"User-Agent": self.settings.user_agent,
-                         "Accept": "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.5"},
+                headers={
+                    "User-Agent": self.settings.user_agent,
+                    "Accept": "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.5",
+                },
                 trust_env=False,  # a proxy from the environment would bypass the address checks
             )
         return self._client

@@ -28,24 +28,48 @@ from twin_assets.domain.documents import AuthorLink, Category, Platform
 
 _WALL_PATHS = re.compile(r"/(?:authwall|login|uas/login|checkpoint|signup|signin)(?:/|$|\?)")
 _WALL_SELECTORS = "form.login__form, input[name=session_key], .authwall-join-form, #join-form"
-_POST_SELECTORS = ("p.attributed-text-segment-list__content",
-                   ".attributed-text-segment-list__container",
-                   "[data-test-id='main-feed-activity-card__commentary']",
-                   ".feed-shared-update-v2__description", ".update-components-text")
+_POST_SELECTORS = (
+    "p.attributed-text-segment-list__content",
+    ".attributed-text-segment-list__container",
+    "[data-test-id='main-feed-activity-card__commentary']",
+    ".feed-shared-update-v2__description",
+    ".update-components-text",
+)
 _TITLE_CHARS = 90
 # Pulse articles: the article body, most specific first.
-_ARTICLE_SELECTORS = ("[data-test-id=article-content-blocks]", ".reader-article-content",
-                      ".article-content__body", "[data-test-id=article-content]",
-                      "[data-test-id=publishing-text-block]", ".article-main__content",
-                      "article .article-content")
-_ARTICLE_TITLES = ("h1.pulse-title", "[data-test-id=article-title]", "h1.reader-article-header__title",
-                   "article h1", "main h1")
+_ARTICLE_SELECTORS = (
+    "[data-test-id=article-content-blocks]",
+    ".reader-article-content",
+    ".article-content__body",
+    "[data-test-id=article-content]",
+    "[data-test-id=publishing-text-block]",
+    ".article-main__content",
+    "article .article-content",
+)
+_ARTICLE_TITLES = (
+    "h1.pulse-title",
+    "[data-test-id=article-title]",
+    "h1.reader-article-header__title",
+    "article h1",
+    "main h1",
+)
 # Chrome around (and, in some layouts, inside) the article body.
-_ARTICLE_CLUTTER = (".publisher-author-card", ".publisher-author-card__name", ".author-headline",
-                    ".published-by", ".ellipsis-menu", ".social-actions", ".reader-actions",
-                    ".article-main__actions", "[data-test-id=publishing-author-card]",
-                    ".reader-author-info", ".reader-article-header__author-info",
-                    ".article-comments", ".more-articles", ".follow-button")
+_ARTICLE_CLUTTER = (
+    ".publisher-author-card",
+    ".publisher-author-card__name",
+    ".author-headline",
+    ".published-by",
+    ".ellipsis-menu",
+    ".social-actions",
+    ".reader-actions",
+    ".article-main__actions",
+    "[data-test-id=publishing-author-card]",
+    ".reader-author-info",
+    ".reader-article-header__author-info",
+    ".article-comments",
+    ".more-articles",
+    ".follow-button",
+)
 
 
 class LinkedInCrawler(WebArticleCrawler):
@@ -53,8 +77,15 @@ class LinkedInCrawler(WebArticleCrawler):
     domains = ("linkedin.com",)
     prefer_browser = True
     # whichever comes first: a post, a sign-in wall, or a feed's post links
-    wait_for = ", ".join([*_POST_SELECTORS[:2], *_ARTICLE_SELECTORS[:3], _WALL_SELECTORS,
-                          "a[href*='/posts/']", "a[href*='/feed/update/']"])
+    wait_for = ", ".join(
+        [
+            *_POST_SELECTORS[:2],
+            *_ARTICLE_SELECTORS[:3],
+            _WALL_SELECTORS,
+            "a[href*='/posts/']",
+            "a[href*='/feed/update/']",
+        ]
+    )
     content_selectors = _POST_SELECTORS
 
     @staticmethod
@@ -69,17 +100,22 @@ class LinkedInCrawler(WebArticleCrawler):
         if _WALL_PATHS.search(urlsplit(page.final_url).path):
             raise LoginWall(f"{page.url} ended on a LinkedIn sign-in page ({page.final_url})")
         soup = soup_of(page.html)
-        if soup.select_one(_WALL_SELECTORS) and \
-                not any(soup.select_one(s) for s in (*_POST_SELECTORS, *_ARTICLE_SELECTORS)):
+        if soup.select_one(_WALL_SELECTORS) and not any(
+            soup.select_one(s) for s in (*_POST_SELECTORS, *_ARTICLE_SELECTORS)
+        ):
             raise LoginWall(f"{page.final_url} shows a LinkedIn sign-in wall instead of content")
 
     def extract(self, page: FetchedPage) -> Extracted:
         if self.is_article(page.url) or self.is_article(page.final_url):
-            return extract_article(page.html, content_selectors=_ARTICLE_SELECTORS,
-                                   clutter_selectors=_ARTICLE_CLUTTER,
-                                   title_selectors=_ARTICLE_TITLES)
-        extracted = extract_article(page.html, content_selectors=self.content_selectors,
-                                    title_selectors=("__none__",))
+            return extract_article(
+                page.html,
+                content_selectors=_ARTICLE_SELECTORS,
+                clutter_selectors=_ARTICLE_CLUTTER,
+                title_selectors=_ARTICLE_TITLES,
+            )
+        extracted = extract_article(
+            page.html, content_selectors=self.content_selectors, title_selectors=("__none__",)
+        )
         # Posts have no title: the <title> is a truncated copy of the text. Use the first line.
         body = [b for b in extracted.blocks if not (b.kind == "title" and b.level == 1)]
         first = next((b.text for b in body if b.text.strip()), "")
@@ -101,7 +137,6 @@ class LinkedInCrawler(WebArticleCrawler):
 
         def is_post(url: str) -> bool:
             path = urlsplit(url).path
-            return "/posts/" in path or "/feed/update/" in path or \
-                (articles_tab and "/pulse/" in path)
+            return "/posts/" in path or "/feed/update/" in path or (articles_tab and "/pulse/" in path)
 
         return self.listing_items(page, link, is_post, ctx)

@@ -18,8 +18,19 @@ from twin_assets.crawling.web import WebArticleCrawler
 from twin_assets.domain.documents import AuthorLink, Platform
 
 # Sections of a profile that are not stories.
-_PROFILE_TABS = frozenset({"about", "lists", "followers", "following", "has-recommended",
-                           "highlights", "likes", "subscribe", "responses"})
+_PROFILE_TABS = frozenset(
+    {
+        "about",
+        "lists",
+        "followers",
+        "following",
+        "has-recommended",
+        "highlights",
+        "likes",
+        "subscribe",
+        "responses",
+    }
+)
 
 
 class MediumCrawler(WebArticleCrawler):
@@ -30,10 +41,15 @@ class MediumCrawler(WebArticleCrawler):
     content_selectors = ("article",)
     title_selectors = ("h1[data-testid=storyTitle]", "h1.pw-post-title", "article h1")
     clutter_selectors = (
-        ".speechify-ignore", "[data-testid=authorName]", "[data-testid=storyReadTime]",
-        "[data-testid=storyPublishDate]", "[data-testid=headerClapButton]",
-        "[data-testid=audioPlayButton]", "[data-testid=headerSocialShareButton]",
-        ".pw-multi-vote-count", "[data-testid=memberOnlyBanner]",
+        ".speechify-ignore",
+        "[data-testid=authorName]",
+        "[data-testid=storyReadTime]",
+        "[data-testid=storyPublishDate]",
+        "[data-testid=headerClapButton]",
+        "[data-testid=audioPlayButton]",
+        "[data-testid=headerSocialShareButton]",
+        ".pw-multi-vote-count",
+        "[data-testid=memberOnlyBanner]",
     )
 
     @staticmethod
@@ -60,7 +76,7 @@ class MediumCrawler(WebArticleCrawler):
             path = urlsplit(url).path
             if not path.startswith(prefix):
                 return False
-            rest = [s for s in path[len(prefix):].split("/") if s]
+            rest = [s for s in path[len(prefix) :].split("/") if s]
             return len(rest) == 1 and rest[0].lower() not in _PROFILE_TABS
 
         return self.listing_items(page, link, is_story, ctx)

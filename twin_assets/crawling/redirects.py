@@ -33,8 +33,9 @@ def redirect_target(url: str, location: str) -> str:
     return urljoin(url, location)
 
 
-def follow_redirects(url: str, settings: CrawlSettings, allow: AllowList,
-                     hop: Callable[[str], T | Redirect]) -> T:
+def follow_redirects(
+    url: str, settings: CrawlSettings, allow: AllowList, hop: Callable[[str], T | Redirect]
+) -> T:
     """Call `hop` on `url`, then on every URL it redirects to, each checked first.
 
     `hop` makes one request and returns its result, or a `Redirect` to follow. At most

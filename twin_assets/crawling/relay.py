@@ -47,9 +47,22 @@ LOCAL_SCHEMES = ("data:", "blob:", "about:")
 SUBRESOURCE_SIZE_FACTOR = 4
 # Connection-level headers belong to one hop and are set again by httpx for its own connection;
 # Accept-Encoding is replaced by what httpx can decode (the body goes to Chromium decoded).
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-                         "proxy-connection", "te", "trailer", "trailers", "transfer-encoding",
-                         "upgrade", "host", "content-length"})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+    }
+)
 _DROPPED_REQUEST_HEADERS = _HOP_BY_HOP | {"accept-encoding"}
 _DROPPED_RESPONSE_HEADERS = _HOP_BY_HOP | {"content-encoding"}
 
@@ -83,8 +96,9 @@ def _reader_origin(request: Any) -> tuple[str, str, int | None] | None:
         return _origin(referer) if referer else None
 
 
-def relay_request(http: GuardedHttp, request: Any, limit: int, *, follow: bool,
-                  budget_s: float | None = None) -> Relayed:
+def relay_request(
+    http: GuardedHttp, request: Any, limit: int, *, follow: bool, budget_s: float | None = None
+) -> Relayed:
     """Do one intercepted browser request through the guarded client.
 
     With `follow`, redirects are followed here, each hop checked like the first; without it,
@@ -95,17 +109,20 @@ def relay_request(http: GuardedHttp, request: Any, limit: int, *, follow: bool,
     that is shorter (what is left of the page's own time; 0 or less fails at once).
     """
     s = http.settings
-    headers = {k.lower(): v for k, v in request.headers.items()
-               if k.lower() not in _DROPPED_REQUEST_HEADERS}
+    headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in _DROPPED_REQUEST_HEADERS}
     headers["accept-encoding"] = "gzip, deflate"
     current = BrowserRequest(request.method, request.url, headers, request.post_data_buffer)
     deadline = time.monotonic() + s.page_timeout_s
 
     def hop(url: str) -> Relayed | Redirect:
         nonlocal current
-        outgoing = httpx.Request(current.method, url, headers=current.headers,
-                                 content=current.content,
-                                 extensions={"timeout": http.client.timeout.as_dict()})
+        outgoing = httpx.Request(
+            current.method,
+            url,
+            headers=current.headers,
+            content=current.content,
+            extensions={"timeout": http.client.timeout.as_dict()},
+        )
         try:
             resp = http.client.send(outgoing, stream=True, follow_redirects=False)
             try:
@@ -127,8 +144,7 @@ def relay_request(http: GuardedHttp, request: Any, limit: int, *, follow: bool,
             if name.lower() not in _DROPPED_RESPONSE_HEADERS:
                 merged.setdefault(name.lower(), []).append(value)
         # Playwright splits a fulfilled Set-Cookie on newlines; other repeats fold with commas.
-        out = {name: ("\n" if name == "set-cookie" else ", ").join(values)
-               for name, values in merged.items()}
+        out = {name: ("\n" if name == "set-cookie" else ", ").join(values) for name, values in merged.items()}
         return resp.status_code, out, body, url
 
     limit_s = s.page_timeout_s if budget_s is None else min(s.page_timeout_s, budget_s)
@@ -171,8 +187,9 @@ class PageRoute:
     @navigating.setter
     def navigating(self, value: bool) -> None:
         self._navigating = value
-        self._ends_at = (None if value else
-                         time.monotonic() + self.LATE_FACTOR * self.http.settings.page_timeout_s)
+        self._ends_at = (
+            None if value else time.monotonic() + self.LATE_FACTOR * self.http.settings.page_timeout_s
+        )
 
     def start_hop(self) -> None:
         """Forget the previous navigation hop's outcome; the next hop's time starts with its
@@ -223,8 +240,9 @@ class PageRoute:
             return
         limit = s.max_page_bytes if nav else s.max_page_bytes * SUBRESOURCE_SIZE_FACTOR
         try:
-            status, headers, body, final = relay_request(self.http, request, limit,
-                                                         follow=not page_nav, budget_s=self._budget())
+            status, headers, body, final = relay_request(
+                self.http, request, limit, follow=not page_nav, budget_s=self._budget()
+            )
             location = headers.get("location")
             if page_nav and 300 <= status < 400 and location:
                 target = redirect_target(request.url, location)
@@ -232,13 +250,13 @@ class PageRoute:
                 self.redirects.append(target)
             elif main_nav:
                 charset = headers.get("content-type", "").partition("charset=")[2]
-                charset = charset.split(";")[0].strip(' "\'')
+                charset = charset.split(";")[0].strip(" \"'")
                 why = binary_reason(body, charset or None)
                 if why:
-                    raise NotHtml(f"{request.url} is served as "
-                                  f"{headers.get('content-type') or 'a page'} but {why}")
-            elif (request.resource_type in READ_BY_SCRIPT
-                  and "access-control-allow-origin" not in headers):
+                    raise NotHtml(
+                        f"{request.url} is served as {headers.get('content-type') or 'a page'} but {why}"
+                    )
+            elif request.resource_type in READ_BY_SCRIPT and "access-control-allow-origin" not in headers:
                 reader = _reader_origin(request)
                 if reader is None or reader != _origin(final):
                     self.log.debug("blocked cross-origin read of %s by %s", final, reader)
@@ -248,8 +266,13 @@ class PageRoute:
             if main_nav:
                 self.refused.append(exc)
             self.log.debug("blocked request to %s: %s", request.url, exc.reason)
-            route.abort("timedout" if isinstance(exc, FetchTimeout)
-                        else "failed" if isinstance(exc, NetworkError) else "blockedbyclient")
+            route.abort(
+                "timedout"
+                if isinstance(exc, FetchTimeout)
+                else "failed"
+                if isinstance(exc, NetworkError)
+                else "blockedbyclient"
+            )
             return
         except Exception as exc:  # never leave a request hanging until the page times out
             self.log.exception("could not relay %s to the browser", request.url)
@@ -260,5 +283,4 @@ class PageRoute:
         try:
             route.fulfill(status=status, headers=headers, body=body)
         except PlaywrightError as exc:  # the page went away (navigated, closed) meanwhile
-            self.log.debug("could not hand %s to the browser: %s", request.url,
-                           str(exc).splitlines()[0])
+            self.log.debug("could not hand %s to the browser: %s", request.url, str(exc).splitlines()[0])

@@ -137,8 +137,9 @@ class AllowList:
         ip = ipaddress.ip_address(address.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
-        return any(ip.version == net.version and ip in net and (p is None or p == port)
-                   for net, p in self.networks)
+        return any(
+            ip.version == net.version and ip in net and (p is None or p == port) for net, p in self.networks
+        )
 
 
 def _ipv4_number(part: str) -> int | None:
@@ -171,8 +172,7 @@ def parse_ipv4_host(host: str) -> ipaddress.IPv4Address | None:
         return None  # a name (its last label is not a number)
     numbers = [_ipv4_number(p) if p else None for p in parts]
     if len(parts) > 4 or any(n is None for n in numbers):
-        raise CrawlError(f"host {host!r} looks like an IPv4 address but is not a valid one",
-                         kind="malformed")
+        raise CrawlError(f"host {host!r} looks like an IPv4 address but is not a valid one", kind="malformed")
     *head, last = numbers
     if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
         raise CrawlError(f"host {host!r} is out of range for an IPv4 address", kind="malformed")
@@ -195,8 +195,7 @@ def _check_numeric_host(host: str, port: int | None, allow: AllowList) -> None:
         return
     if is_refused_ip(str(ip)) and not allow.permits_ip(str(ip), port):
         raise RefusedAddress(f"host {host!r} is the address {ip}, which is not public; refused")
-    raise CrawlError(f"host {host!r} is a non-standard spelling of {ip}; write it as {ip}",
-                     kind="malformed")
+    raise CrawlError(f"host {host!r} is a non-standard spelling of {ip}; write it as {ip}", kind="malformed")
 
 
 def _addrinfo(host: str, port: int) -> list[tuple]:
@@ -225,8 +224,9 @@ def resolve_host(host: str, port: int) -> tuple[str, ...]:
         raise NetworkError(f"cannot resolve host {host!r}: {exc}", retryable=False) from exc
 
 
-def ensure_public_addresses(host: str, addresses: Iterable[str], allow: AllowList,
-                            port: int | None = None) -> None:
+def ensure_public_addresses(
+    host: str, addresses: Iterable[str], allow: AllowList, port: int | None = None
+) -> None:
     """Raise RefusedAddress when any address of `host` is one a crawler must not reach.
 
     One refused address refuses the host: a name that mixes public and private answers is
@@ -326,10 +326,12 @@ class DeadlineStream(httpcore.NetworkStream):
     def close(self) -> None:
         self._stream.close()
 
-    def start_tls(self, ssl_context, server_hostname: str | None = None,
-                  timeout: float | None = None) -> httpcore.NetworkStream:
-        wrapped = self._stream.start_tls(ssl_context, server_hostname,
-                                         self._deadline.clamp(timeout, httpcore.ConnectTimeout))
+    def start_tls(
+        self, ssl_context, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        wrapped = self._stream.start_tls(
+            ssl_context, server_hostname, self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+        )
         return DeadlineStream(wrapped, self._deadline)
 
     def get_extra_info(self, info: str):
@@ -375,8 +377,12 @@ class GuardedNetworkBackend(httpcore.SyncBackend):
             try:
                 # An IP literal: the parent's create_connection resolves nothing any more.
                 stream = super().connect_tcp(
-                    address, port, self.deadline.clamp(timeout, httpcore.ConnectTimeout),
-                    local_address, socket_options)
+                    address,
+                    port,
+                    self.deadline.clamp(timeout, httpcore.ConnectTimeout),
+                    local_address,
+                    socket_options,
+                )
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 last_error = exc
                 continue
@@ -393,11 +399,16 @@ class GuardedTransport(httpx.HTTPTransport):
     support: a proxy would connect on our behalf, out of reach of the address check.
     """
 
-    def __init__(self, allow: AllowList, *, verify: bool = True,
-                 limits: httpx.Limits = httpx.Limits(max_connections=100,
-                                                     max_keepalive_connections=20,
-                                                     keepalive_expiry=5.0),
-                 deadline: HardDeadline | None = None):
+    def __init__(
+        self,
+        allow: AllowList,
+        *,
+        verify: bool = True,
+        limits: httpx.Limits = httpx.Limits(
+            max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0
+        ),
+        deadline: HardDeadline | None = None,
+    ):
         # The parent __init__ is not called: it would build a second, unguarded pool.
         self.backend = GuardedNetworkBackend(allow, deadline)
         self._pool = httpcore.ConnectionPool(
@@ -487,8 +498,12 @@ def check_export_path(url: str, settings: CrawlSettings) -> Path:
 class DomainRateLimiter:
     """At most one request per `min_interval` seconds per host, across threads."""
 
-    def __init__(self, min_interval: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        min_interval: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.min_interval = min_interval
         self._clock = clock
         self._sleep = sleep

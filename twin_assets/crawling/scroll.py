@@ -87,9 +87,12 @@ def scroll_listing(page: Any, url: str, settings: CrawlSettings, log: logging.Lo
         rounds += 1
         try:
             page.evaluate(_SCROLL_JS)
-            page.wait_for_function(_GREW_JS, arg=[state["height"], state["links"]],
-                                   timeout=min(s.scroll_settle_s, remaining) * 1000,
-                                   polling=100)
+            page.wait_for_function(
+                _GREW_JS,
+                arg=[state["height"], state["links"]],
+                timeout=min(s.scroll_settle_s, remaining) * 1000,
+                polling=100,
+            )
             state = page.evaluate(_PAGE_STATE_JS)
         except PlaywrightTimeout:
             stop = "nothing new appeared"
@@ -97,6 +100,12 @@ def scroll_listing(page: Any, url: str, settings: CrawlSettings, log: logging.Lo
         except PlaywrightError as exc:  # the page navigated away or crashed meanwhile
             stop = f"the page failed: {str(exc).splitlines()[0]}"
             break
-    log.info("scrolled %s: %d round(s), %d -> %d links; stopped: %s", url, rounds,
-             first_links, state["links"], stop)
+    log.info(
+        "scrolled %s: %d round(s), %d -> %d links; stopped: %s",
+        url,
+        rounds,
+        first_links,
+        state["links"],
+        stop,
+    )
     return rounds

@@ -20,10 +20,14 @@ from typing import Any
 # "Please wait"), or a short one asking for JavaScript.
 _LOADING = re.compile(
     r"^\W*(?:loading|please wait|just a moment|one moment|fetching|rendering|initiali[sz]ing)\b",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _LOADING_WORDS = 4  # "Loading the dishwasher is a skill." is a post, not a placeholder
-_NEEDS_JS = re.compile(r"\b(?:enable|requires?|needs?|turn on|activate) javascript\b|"
-                       r"\bjavascript (?:is )?(?:required|disabled|needed)\b", re.IGNORECASE)
+_NEEDS_JS = re.compile(
+    r"\b(?:enable|requires?|needs?|turn on|activate) javascript\b|"
+    r"\bjavascript (?:is )?(?:required|disabled|needed)\b",
+    re.IGNORECASE,
+)
 _PLACEHOLDER_WORDS = 12  # longer texts are never placeholders
 
 
@@ -88,7 +92,10 @@ def wait_for_content(page: Any, deadline: float, log: logging.Logger, url: str) 
             if stable >= (SETTLE_S if rich else QUIET_S):
                 return True
         if now >= deadline:
-            log.info("%s still %s when its page timeout ran out; judging it as it is", url,
-                     f"shows only {state['head']!r}" if placeholder else "changing")
+            log.info(
+                "%s still %s when its page timeout ran out; judging it as it is",
+                url,
+                f"shows only {state['head']!r}" if placeholder else "changing",
+            )
             return not placeholder
         page.wait_for_timeout(int(min(_POLL_S, max(deadline - now, 0.01)) * 1000))

@@ -55,8 +55,9 @@ def _bad_share(sample: bytes, encoding: str) -> float:
         return 1.0
     if not text:
         return 0.0
-    bad = sum(1 for ch in text
-              if ch == "\ufffd" or (ord(ch) < 32 and ch not in _ALLOWED_CONTROLS) or ch == "\x7f")
+    bad = sum(
+        1 for ch in text if ch == "\ufffd" or (ord(ch) < 32 and ch not in _ALLOWED_CONTROLS) or ch == "\x7f"
+    )
     return bad / len(text)
 
 
@@ -70,10 +71,9 @@ def binary_reason(body: bytes, encoding: str | None = None) -> str | None:
     if not sample.strip():
         return None
     for offset, magic, what in _MAGIC:
-        if sample[offset:offset + len(magic)] == magic:
+        if sample[offset : offset + len(magic)] == magic:
             return f"its bytes are {what}"
-    if sample.startswith(_BOMS) or (encoding or "").lower().replace("-", "").startswith(
-            ("utf16", "utf32")):
+    if sample.startswith(_BOMS) or (encoding or "").lower().replace("-", "").startswith(("utf16", "utf32")):
         candidates = ["utf-32" if sample.startswith(_BOMS[:2]) else "utf-16"]
         if encoding:
             candidates.append(encoding)

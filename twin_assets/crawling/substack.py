@@ -20,14 +20,25 @@ class SubstackCrawler(WebArticleCrawler):
     platform = Platform.SUBSTACK
     domains = ("substack.com",)
     prefer_browser = False
-    content_selectors = ("div.available-content div.body.markup", "div.body.markup",
-                         "div.available-content", "article")
+    content_selectors = (
+        "div.available-content div.body.markup",
+        "div.body.markup",
+        "div.available-content",
+        "article",
+    )
     title_selectors = ("h1.post-title", "article h1")
     subtitle_selectors = ("h3.subtitle",)
     clutter_selectors = (
-        ".subscription-widget-wrap", ".subscription-widget", ".subscribe-widget",
-        ".button-wrapper", ".post-ufi", ".header-anchor-parent", ".paywall",
-        ".captioned-button-wrap", ".share-dialog", ".comments-section",
+        ".subscription-widget-wrap",
+        ".subscription-widget",
+        ".subscribe-widget",
+        ".button-wrapper",
+        ".post-ufi",
+        ".header-anchor-parent",
+        ".paywall",
+        ".captioned-button-wrap",
+        ".share-dialog",
+        ".comments-section",
     )
 
     @staticmethod
@@ -52,7 +63,7 @@ class SubstackCrawler(WebArticleCrawler):
             path = urlsplit(url).path
             if not path.startswith(prefix + "p/"):
                 return False
-            rest = [s for s in path[len(prefix) + 2:].split("/") if s]
+            rest = [s for s in path[len(prefix) + 2 :].split("/") if s]
             return len(rest) == 1
 
         return self.listing_items(page, link, is_post, ctx)

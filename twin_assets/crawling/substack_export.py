@@ -49,12 +49,23 @@ from twin_assets.domain.documents import AuthorLink, Platform, RawDocument, Sour
 
 STABLE_SCHEME = "substack-export"
 _PUBLISHED = {"true", "t", "1", "yes"}
-_HOST = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$",
-                   re.IGNORECASE)
+_HOST = re.compile(
+    r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:\d{1,5})?$", re.IGNORECASE
+)
 # What Substack embeds in a post body that is not the author's prose.
-_CLUTTER = (*SubstackCrawler.clutter_selectors, ".captioned-image-container", "figure",
-            "figcaption", ".image-gallery-embed", ".embedded-post-wrap", ".digest-post-embed",
-            ".install-substack-app-embed", ".poll-embed", ".tweet", ".youtube-wrap")
+_CLUTTER = (
+    *SubstackCrawler.clutter_selectors,
+    ".captioned-image-container",
+    "figure",
+    "figcaption",
+    ".image-gallery-embed",
+    ".embedded-post-wrap",
+    ".digest-post-embed",
+    ".install-substack-app-embed",
+    ".poll-embed",
+    ".tweet",
+    ".youtube-wrap",
+)
 
 
 def split_export_link(url: str) -> tuple[str, str | None]:
@@ -102,10 +113,12 @@ def _is_wanted(name: str) -> bool:
 def _page_html(title: str, subtitle: str, body: str) -> str:
     """The exported body wrapped as a page, so the shared extractor sees title and subtitle."""
     sub = f'<h3 class="subtitle">{htmllib.escape(subtitle)}</h3>' if subtitle.strip() else ""
-    return (f"<html><head><title>{htmllib.escape(title)}</title></head><body><article>"
-            f'<h1 class="post-title">{htmllib.escape(title)}</h1>{sub}'
-            f'<div class="available-content"><div class="body markup">{body}</div></div>'
-            f"</article></body></html>")
+    return (
+        f"<html><head><title>{htmllib.escape(title)}</title></head><body><article>"
+        f'<h1 class="post-title">{htmllib.escape(title)}</h1>{sub}'
+        f'<div class="available-content"><div class="body markup">{body}</div></div>'
+        f"</article></body></html>"
+    )
 
 
 class SubstackExportImporter(BaseCrawler):
@@ -118,8 +131,10 @@ class SubstackExportImporter(BaseCrawler):
         if path.is_file() and path.name.lower() == "posts.csv":
             path = path.parent  # pointed at the CSV: its posts/ folder sits beside it
         files = dict(_read_export_files(path, _is_wanted))
-        csvs = sorted((n for n in files if PurePosixPath(n).name.lower() == "posts.csv"),
-                      key=lambda n: (len(PurePosixPath(n).parts), n))
+        csvs = sorted(
+            (n for n in files if PurePosixPath(n).name.lower() == "posts.csv"),
+            key=lambda n: (len(PurePosixPath(n).parts), n),
+        )
         if not csvs:
             raise ExportError(f"no posts.csv in Substack export {path}")
         root = PurePosixPath(csvs[0]).parent  # a zip may wrap everything in one folder
@@ -137,17 +152,23 @@ class SubstackExportImporter(BaseCrawler):
                 continue  # a draft: not (yet) the author's published writing
             post_id = row.get("post_id", "")
             if not post_id:
-                targets.append(CrawlTarget(
-                    url=f"{STABLE_SCHEME}:{path.name}:posts.csv:{line}", link=link, payload=None,
-                    meta={"error": f"posts.csv line {line} in {path} has no post_id"}))
+                targets.append(
+                    CrawlTarget(
+                        url=f"{STABLE_SCHEME}:{path.name}:posts.csv:{line}",
+                        link=link,
+                        payload=None,
+                        meta={"error": f"posts.csv line {line} in {path} has no post_id"},
+                    )
+                )
                 continue
             member = (root / "posts" / f"{post_id}.html").as_posix()
             body = files.get(member)
             meta: dict = {"row": row, "file": member}
             if body is None:
                 meta["error"] = f"{member} is missing from Substack export {path}"
-            targets.append(CrawlTarget(url=post_link(post_id, publication), link=link,
-                                       payload=body, meta=meta))
+            targets.append(
+                CrawlTarget(url=post_link(post_id, publication), link=link, payload=body, meta=meta)
+            )
         if not targets:
             raise NoContent(f"Substack export {path} holds no published posts")
         return targets
@@ -171,5 +192,11 @@ class SubstackExportImporter(BaseCrawler):
         if extracted.word_count == 0:
             raise NoContent(f"exported post {target.meta['file']} has no text")
         published = parse_datetime(row.get("post_date")) or parse_datetime(row.get("email_sent_at"))
-        return self.make_document(ctx, target, title=extracted.title, content=extracted.markdown,
-                                  blocks=extracted.blocks, published_at=published)
+        return self.make_document(
+            ctx,
+            target,
+            title=extracted.title,
+            content=extracted.markdown,
+            blocks=extracted.blocks,
+            published_at=published,
+        )

@@ -43,7 +43,7 @@ def _confirms(shorter: str, longer: str) -> bool:
         return True
     if not longer.casefold().startswith(shorter.casefold()) or not title_key(shorter):
         return False
-    return bool(_SEPARATOR.match(longer[len(shorter):]))
+    return bool(_SEPARATOR.match(longer[len(shorter) :]))
 
 
 def _jsonld_headlines(soup: BeautifulSoup) -> Iterator[str]:
@@ -85,7 +85,9 @@ def _article_heading(scope: Tag | None) -> Tag | None:
     return None
 
 
-def _candidates(soup: BeautifulSoup, scopes: list[Tag], selectors: list[str] | tuple[str, ...]) -> list[_Candidate]:
+def _candidates(
+    soup: BeautifulSoup, scopes: list[Tag], selectors: list[str] | tuple[str, ...]
+) -> list[_Candidate]:
     out: list[_Candidate] = []
 
     def add(text: str | None, source: str, rank: int) -> None:
@@ -113,7 +115,9 @@ def _candidates(soup: BeautifulSoup, scopes: list[Tag], selectors: list[str] | t
     return out
 
 
-def choose_title(soup: BeautifulSoup, scopes: list[Tag], selectors: list[str] | tuple[str, ...] = ()) -> str | None:
+def choose_title(
+    soup: BeautifulSoup, scopes: list[Tag], selectors: list[str] | tuple[str, ...] = ()
+) -> str | None:
     """The page's title. `scopes` are the article containers, innermost first (their heading
     is the article's own); `selectors` are the crawler's title selectors (trusted first)."""
     candidates = _candidates(soup, [s for s in scopes if s is not None], selectors)

@@ -64,8 +64,10 @@ def _import_opted_out() -> None:
     imported earlier by someone else, its ping (if any) has been sent already.
     """
     if "unstructured" in sys.modules:
-        log.debug("unstructured was imported before configure_unstructured(); its import-time "
-                  "analytics ping followed the environment")
+        log.debug(
+            "unstructured was imported before configure_unstructured(); its import-time "
+            "analytics ping followed the environment"
+        )
         return
     spec = importlib.util.find_spec("unstructured")
     if spec is None or spec.loader is None:

@@ -225,8 +225,11 @@ def _table_units(
         piece_counts = [n] if len(pieces) == 1 else budget.content_tokens(pieces)
         for k, (piece, m) in enumerate(zip(pieces, piece_counts, strict=True)):
             # the pieces of one over-long row are exact slices: joined back with nothing
-            units.append(_Unit(piece, m, joiner="\n" if k == 0 else "", table=index, lead=lead,
-                               lead_tokens=lead_tokens))
+            units.append(
+                _Unit(
+                    piece, m, joiner="\n" if k == 0 else "", table=index, lead=lead, lead_tokens=lead_tokens
+                )
+            )
     if head and units and head_tokens + units[0].tokens <= per_chunk:
         first = units[0]
         units[0] = _Unit(header + first.text, head_tokens + first.tokens, table=index)

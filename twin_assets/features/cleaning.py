@@ -51,13 +51,7 @@ CLEANER_VERSION = "3"  # 2: table rows and quote lines kept one per line
 
 # Emoji and pictographs (incl. flags, skin tones), dingbats/misc symbols, stars and arrows used as
 # decoration, plus the invisible joiners and selectors that glue emoji sequences together.
-_EMOJI = (
-    "\U0001f000-\U0001faff"
-    "\u2600-\u27bf"
-    "\u2b00-\u2bff"
-    "\u23e9-\u23fa"
-    "\ufe0e\ufe0f\u20e3\u200d"
-)
+_EMOJI = "\U0001f000-\U0001faff\u2600-\u27bf\u2b00-\u2bff\u23e9-\u23fa\ufe0e\ufe0f\u20e3\u200d"
 _EMOJI_RE = re.compile(f"[{_EMOJI}]+")
 _LEADING_EMOJI_RE = re.compile(rf"^\s*[{_EMOJI}]+\s*")
 _INVISIBLE_RE = re.compile("[\u200b\u200c\u2060\ufeff\u00ad]")
@@ -210,8 +204,12 @@ _QUOTE_LINE_RE = re.compile(r"^\s*>")
 
 
 def _own_line(line: str) -> bool:
-    return bool(_LIST_RE.match(line) or HEADING_RE.match(line) or _TABLE_ROW_RE.match(line)
-                or _QUOTE_LINE_RE.match(line))
+    return bool(
+        _LIST_RE.match(line)
+        or HEADING_RE.match(line)
+        or _TABLE_ROW_RE.match(line)
+        or _QUOTE_LINE_RE.match(line)
+    )
 
 
 def _clean_paragraph(lines: list[str]) -> list[str]:
@@ -225,7 +223,11 @@ def _clean_paragraph(lines: list[str]) -> list[str]:
         if not line:
             continue
         if not out or _own_line(line) or HEADING_RE.match(out[-1]) or _TABLE_ROW_RE.match(out[-1]):
-            out.append(_LIST_RE.sub(lambda m: "- " if not m.group(1)[0].isdigit() else m.group(0).strip() + " ", line, count=1))
+            out.append(
+                _LIST_RE.sub(
+                    lambda m: "- " if not m.group(1)[0].isdigit() else m.group(0).strip() + " ", line, count=1
+                )
+            )
         else:
             out[-1] = f"{out[-1]} {line}"
     return out
@@ -265,11 +267,12 @@ def clean_markdown(text: str) -> str:
             para.append(line)
     flush()
     if code is not None:  # an unterminated fence: keep the code, close the fence
-        blocks.append("\n".join(code + ["```"]))
+        blocks.append("\n".join([*code, "```"]))
     return "\n\n".join(blocks)
 
 
 # -- code --------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class FileVerdict:
@@ -327,7 +330,7 @@ def files_from_rendering(content: str) -> list[RepoFile]:
     if not marks or content[: marks[0].start()].strip():
         return []
     out = []
-    for m, nxt in zip(marks, [*marks[1:], None]):
+    for m, nxt in zip(marks, [*marks[1:], None], strict=True):
         body = content[m.end() : nxt.start() if nxt else len(content)]
         body = body[:-1] if nxt is not None and body.endswith("\n\n") else body  # the joining newline
         out.append(RepoFile(path=m.group(1), content=body, size=len(body.encode())))
@@ -390,7 +393,9 @@ def clean_document(doc: RawDocument) -> CleanedDocument:
         raise EmptyAfterCleaning(f"{doc.link}: nothing left after cleaning")
     language_source = content
     if doc.category == Category.REPOSITORIES and not content.strip():
-        language_source = "\n".join(f.content for f in files if (f.language or "").lower() in {"markdown", "md", "text"})
+        language_source = "\n".join(
+            f.content for f in files if (f.language or "").lower() in {"markdown", "md", "text"}
+        )
     return CleanedDocument(
         id=doc.id,
         author_id=doc.author_id,

@@ -42,11 +42,13 @@ class MarkdownStyle:
 
 
 # The crawled page as the raw document's text (`Extracted.markdown`).
-PAGE_MARKDOWN = MarkdownStyle(tidy=False, default_heading_level=1, tight_lists=True,
-                              quote_blank_line=">", final_newline=True)
+PAGE_MARKDOWN = MarkdownStyle(
+    tidy=False, default_heading_level=1, tight_lists=True, quote_blank_line=">", final_newline=True
+)
 # An article rebuilt from its blocks for the cleaner (`clean_document`).
-CLEANING_MARKDOWN = MarkdownStyle(tidy=True, default_heading_level=2, tight_lists=False,
-                                  quote_blank_line="> ", final_newline=False)
+CLEANING_MARKDOWN = MarkdownStyle(
+    tidy=True, default_heading_level=2, tight_lists=False, quote_blank_line="> ", final_newline=False
+)
 
 
 def code_fence(code: str) -> str:
@@ -69,8 +71,7 @@ def _render(block: Block, style: MarkdownStyle) -> str | None:
     if block.kind == "list_item":
         return "- " + (text.replace("\n", "\n  ") if style.tight_lists else text)
     if block.kind == "quote":
-        return "\n".join(f"> {line}" if line else style.quote_blank_line
-                         for line in text.split("\n"))
+        return "\n".join(f"> {line}" if line else style.quote_blank_line for line in text.split("\n"))
     return text
 
 

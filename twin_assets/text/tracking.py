@@ -17,12 +17,29 @@ from __future__ import annotations
 import re
 
 # Known to both sets.
-_COMMON = ("fbclid", "gclid", "mc_cid", "mc_eid", "trk", "trkinfo", "trackingid", "lipi",
-           "ref_src")
+_COMMON = ("fbclid", "gclid", "mc_cid", "mc_eid", "trk", "trkinfo", "trackingid", "lipi", "ref_src")
 # Ad-click and e-mail campaign identifiers (removed from the author's links only).
-_CAMPAIGN = ("dclid", "gbraid", "wbraid", "msclkid", "yclid", "igshid", "_hsenc", "_hsmi",
-             "mkt_tok", "li_fat_id", "ref_url", "s_cid", "vero_id", "oly_enc_id", "oly_anon_id",
-             "rb_clickid", r"wt\.mc_id", "sc_campaign", "sc_channel")
+_CAMPAIGN = (
+    "dclid",
+    "gbraid",
+    "wbraid",
+    "msclkid",
+    "yclid",
+    "igshid",
+    "_hsenc",
+    "_hsmi",
+    "mkt_tok",
+    "li_fat_id",
+    "ref_url",
+    "s_cid",
+    "vero_id",
+    "oly_enc_id",
+    "oly_anon_id",
+    "rb_clickid",
+    r"wt\.mc_id",
+    "sc_campaign",
+    "sc_channel",
+)
 # Referral markers platforms add to links to their own pages (ignored for identity only).
 _REFERRAL = ("source", "ref", "rcm", "sk", "s", "r")
 

@@ -39,6 +39,5 @@ def weekly_recrawl(context: dg.ScheduleEvaluationContext, authors: AuthorRegistr
         )
     week = context.scheduled_execution_time.strftime("%G-W%V")
     return [
-        dg.RunRequest(partition_key=key, run_key=f"{key}:{week}", tags={"twin/author": key})
-        for key in keys
+        dg.RunRequest(partition_key=key, run_key=f"{key}:{week}", tags={"twin/author": key}) for key in keys
     ]

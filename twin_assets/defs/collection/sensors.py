@@ -52,14 +52,10 @@ def author_registry_sensor(
         return dg.SkipReason("author registry unchanged")
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(
-                partition_key=k, run_key=f"{k}:{current[k]}:{evaluation}", tags={"twin/author": k}
-            )
+            dg.RunRequest(partition_key=k, run_key=f"{k}:{current[k]}:{evaluation}", tags={"twin/author": k})
             for k in to_crawl
         ],
-        dynamic_partitions_requests=[authors_partitions.build_add_request(new_keys)]
-        if new_keys
-        else [],
+        dynamic_partitions_requests=[authors_partitions.build_add_request(new_keys)] if new_keys else [],
         cursor=json.dumps({"authors": current, "evaluation": evaluation}, sort_keys=True),
     )
 
