@@ -25,7 +25,10 @@ PAGES = Path(__file__).parent / "pages"
 
 # URL path on the test server -> (file, platform hint)
 ROUTES: dict[str, tuple[str, Platform]] = {
-    "/medium/@anaruiz/sharding-a-vector-index-without-tears-1f2e3d4c5b6a": ("medium_new_markup.html", Platform.MEDIUM),
+    "/medium/@anaruiz/sharding-a-vector-index-without-tears-1f2e3d4c5b6a": (
+        "medium_new_markup.html",
+        Platform.MEDIUM,
+    ),
     "/2023/03/retry-budgets/": ("blog_banner_h1_prism.html", Platform.WEB),
     "/2022/05/10/bm25-vs-dense/": ("wordpress_table_related.html", Platform.WEB),
     "/pulse/what-year-on-call-taught-me-priya-natarajan-abcde/": ("linkedin_pulse.html", Platform.LINKEDIN),
@@ -66,11 +69,14 @@ def crawled(browser):
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(PAGES)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    author = Author(id="shapes", full_name="Shapes", links=[
-        AuthorLink(url=base + path, platform=ROUTES[path][1]) for path in REGISTERED
-    ])
-    settings = CrawlSettings(allow_hosts=["127.0.0.1"], min_domain_interval_s=0.0, max_retries=0,
-                             page_timeout_s=15.0)
+    author = Author(
+        id="shapes",
+        full_name="Shapes",
+        links=[AuthorLink(url=base + path, platform=ROUTES[path][1]) for path in REGISTERED],
+    )
+    settings = CrawlSettings(
+        allow_hosts=["127.0.0.1"], min_domain_interval_s=0.0, max_retries=0, page_timeout_s=15.0
+    )
     try:
         report = crawl_author(author, settings, browser=browser)
     finally:
@@ -89,8 +95,11 @@ def _doc(crawled, path):
 def test_medium_story_keeps_every_section(crawled):
     doc = _doc(crawled, "/medium/@anaruiz/sharding-a-vector-index-without-tears-1f2e3d4c5b6a")
     assert doc.title == "Sharding a vector index without tears"
-    for text in ("Most teams shard their vector index", "Shard by tenant first",
-                 "Rebalancing is the part nobody plans for"):
+    for text in (
+        "Most teams shard their vector index",
+        "Shard by tenant first",
+        "Rebalancing is the part nobody plans for",
+    ):
         assert text in doc.content
     assert "    # stable across restarts: never use hash()\n" in doc.content
     for clutter in ("More from Ana Ruiz", "7 min read", "Sign in"):
@@ -99,7 +108,10 @@ def test_medium_story_keeps_every_section(crawled):
 
 def test_highlighted_code_comes_out_as_a_reader_sees_it(crawled):
     doc = _doc(crawled, "/2023/03/retry-budgets/")
-    assert "class RetryBudget:\n    # at most 10% of requests may be retries\n    def allow(self) -> bool:\n" in doc.content
+    assert (
+        "class RetryBudget:\n    # at most 10% of requests may be retries\n    def allow(self) -> bool:\n"
+        in doc.content
+    )
     assert "< 0.1 * self.requests  # ratio, not a count" in doc.content
     assert "# retry at most twice, with jitter\nfor i in 1 2; do\n" in doc.content
     assert "# budget check\nif budget.allow():\n    send_retry()" in doc.content
@@ -114,8 +126,14 @@ def test_article_title_beats_site_banner(crawled):
 
 def test_blog_clutter_is_dropped(crawled):
     content = _doc(crawled, "/2023/03/retry-budgets/").content
-    for clutter in ("Hi, I'm Tom", "blog comments powered by", "You might also like",
-                    "Tom Becker is an SRE", "By Tom Becker", "A short excerpt of another post"):
+    for clutter in (
+        "Hi, I'm Tom",
+        "blog comments powered by",
+        "You might also like",
+        "Tom Becker is an SRE",
+        "By Tom Becker",
+        "A short excerpt of another post",
+    ):
         assert clutter not in content, clutter
     assert "Budgets turn a thundering herd into a polite queue." in content
 
@@ -126,8 +144,15 @@ def test_wordpress_table_in_reading_order_and_widgets_dropped(crawled):
     for row in rows:
         assert row + "\n" in content + "\n", row
     assert content.index(rows[-1]) < content.index("The hybrid wins on recall")
-    for clutter in ("Like this:", "Loading...", "Chunk sizes that work", "An excerpt from an older post",
-                    "Get the next post by email", "Share this:", "Posted on"):
+    for clutter in (
+        "Like this:",
+        "Loading...",
+        "Chunk sizes that work",
+        "An excerpt from an older post",
+        "Get the next post by email",
+        "Share this:",
+        "Posted on",
+    ):
         assert clutter not in content, clutter
 
 
@@ -136,8 +161,13 @@ def test_linkedin_pulse_is_an_article_without_chrome(crawled):
     assert doc.category == Category.ARTICLES
     assert "Runbooks are for the tired you" in doc.content
     assert "The pager is a product." in doc.content
-    for clutter in ("Report this post", "+ Follow", "Staff Engineer at Northwind", "Published By",
-                    "Published on"):
+    for clutter in (
+        "Report this post",
+        "+ Follow",
+        "Staff Engineer at Northwind",
+        "Published By",
+        "Published on",
+    ):
         assert clutter not in doc.content, clutter
 
 

@@ -38,11 +38,25 @@ from twin_assets.domain.documents import AuthorLink, Platform
 class GenericArticleCrawler(WebArticleCrawler):
     platform = Platform.WEB
     prefer_browser = False
-    content_selectors = ("article .post-content", "article .entry-content", "article",
-                         "[itemprop=articleBody]", ".post-content", ".entry-content", "main",
-                         "[role=main]")
-    clutter_selectors = (".post-meta", ".post-footer", ".tags", ".author-bio", ".toc",
-                         ".table-of-contents", ".reading-time")
+    content_selectors = (
+        "article .post-content",
+        "article .entry-content",
+        "article",
+        "[itemprop=articleBody]",
+        ".post-content",
+        ".entry-content",
+        "main",
+        "[role=main]",
+    )
+    clutter_selectors = (
+        ".post-meta",
+        ".post-footer",
+        ".tags",
+        ".author-bio",
+        ".toc",
+        ".table-of-contents",
+        ".reading-time",
+    )
     title_selectors = ("article h1", "h1.post-title", "h1.entry-title", "main h1")
     locate_main = True  # readability-lxml finds the content; the selectors above are the fallback
 
@@ -67,16 +81,24 @@ class GenericArticleCrawler(WebArticleCrawler):
         if listing is not page:
             more = read_listing(listing.html, listing.final_url, link.url).items
             items = more + [u for u in items if u not in more]
-        ctx.log.info("%s is an index of %d posts (%s; %d scroll rounds)", page.final_url,
-                     len(items), verdict.reason, listing.scroll_rounds)
+        ctx.log.info(
+            "%s is an index of %d posts (%s; %d scroll rounds)",
+            page.final_url,
+            len(items),
+            verdict.reason,
+            listing.scroll_rounds,
+        )
         targets: list[CrawlTarget] = []
         if verdict.has_own_prose:
             # Both a listing and a page with words of its own: those words are kept too.
             own = replace(page, html=without_items(page.html, verdict))
             targets.append(CrawlTarget(url=link.url, link=link, page=own))
         own_key = normalize_url(link.url)
-        targets += [CrawlTarget(url=u, link=link) for u in items[: ctx.settings.max_listing_items]
-                    if normalize_url(u) != own_key]
+        targets += [
+            CrawlTarget(url=u, link=link)
+            for u in items[: ctx.settings.max_listing_items]
+            if normalize_url(u) != own_key
+        ]
         return targets
 
     def feed_targets(self, feed: FetchedPage, link: AuthorLink, ctx: CrawlContext) -> list[CrawlTarget]:

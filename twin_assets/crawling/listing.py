@@ -34,25 +34,59 @@ from twin_assets.crawling.soup import soup_of
 from twin_assets.crawling.urls import normalize_url, same_site
 
 # Path segments of pages that are not posts: indexes, site pages, assets.
-NOT_POST_SEGMENTS = frozenset({
-    "tag", "tags", "category", "categories", "topic", "topics", "archive", "archives", "about",
-    "feed", "page", "author", "authors", "search", "privacy", "rss", "atom", "assets", "static",
-    "subscribe", "contact", "login", "signin", "signup", "wp-admin", "wp-login.php", "cdn-cgi",
-    "comments", "share", "cart", "terms",
-})
+NOT_POST_SEGMENTS = frozenset(
+    {
+        "tag",
+        "tags",
+        "category",
+        "categories",
+        "topic",
+        "topics",
+        "archive",
+        "archives",
+        "about",
+        "feed",
+        "page",
+        "author",
+        "authors",
+        "search",
+        "privacy",
+        "rss",
+        "atom",
+        "assets",
+        "static",
+        "subscribe",
+        "contact",
+        "login",
+        "signin",
+        "signup",
+        "wp-admin",
+        "wp-login.php",
+        "cdn-cgi",
+        "comments",
+        "share",
+        "cart",
+        "terms",
+    }
+)
 _NOT_PAGE_EXT = re.compile(
     r"\.(?:xml|rss|atom|css|js|json|png|jpe?g|gif|svg|webp|avif|ico|pdf|zip|gz|mp[34]|webm|"
-    r"woff2?|ttf|txt)$", re.IGNORECASE)
+    r"woff2?|ttf|txt)$",
+    re.IGNORECASE,
+)
 # Paths that name an index of posts (matched against the whole path).
 _INDEX_PATH = re.compile(
     r"/(?:tags?|categor(?:y|ies)|topics?|archives?|series|authors?)(?:/[^/]+)?/?$"  # /tag/x/
     r"|/page/\d+/?$"  # pagination
     r"|^/(?:\d{4}/)(?:\d{1,2}/)?$",  # /2023/ or /2023/03/
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 # A site's home page, or a section named like a blog's index (/blog/, /posts/, /writing/).
 _HOME_OR_SECTION = re.compile(
     r"^/?$|^(?:/[^/]+)?/(?:blog|posts|articles|writing|writings|essays|notes|journal|news|"
-    r"stories|newsletter|index\.html?)/?$", re.IGNORECASE)
+    r"stories|newsletter|index\.html?)/?$",
+    re.IGNORECASE,
+)
 _PAGED_QUERY = re.compile(r"(?:^|&)(?:page|paged|p)=\d+(?:&|$)", re.IGNORECASE)
 
 ITEM_MAX_WORDS = 150  # a card: title, date, an excerpt; more is a section of prose
@@ -66,10 +100,44 @@ ITEM_STANDS_FOR = 100  # words an item outweighs (it stands for a whole post) wh
 MAIN_PROSE_FLOOR = 50  # prose in the located main content that makes it an article's body
 LINK_LIST_SHARE = 0.5  # a block whose words are at least this much link text is a link list
 CHROME_MAX_SHARE = 0.5  # an element holding more of the page's words is its body, not chrome
-_BLOCKS = ("p", "li", "dd", "dt", "td", "th", "blockquote", "figcaption", "h1", "h2", "h3",
-           "h4", "h5", "h6", "div", "section", "article")
-_TEXT_BLOCKS = frozenset({*_BLOCKS, "main", "body", "ul", "ol", "dl", "table", "tr", "pre",
-                          "header", "aside", "figure", "details", "summary", "form"})
+_BLOCKS = (
+    "p",
+    "li",
+    "dd",
+    "dt",
+    "td",
+    "th",
+    "blockquote",
+    "figcaption",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "div",
+    "section",
+    "article",
+)
+_TEXT_BLOCKS = frozenset(
+    {
+        *_BLOCKS,
+        "main",
+        "body",
+        "ul",
+        "ol",
+        "dl",
+        "table",
+        "tr",
+        "pre",
+        "header",
+        "aside",
+        "figure",
+        "details",
+        "summary",
+        "form",
+    }
+)
 
 
 @dataclass
@@ -112,29 +180,43 @@ def is_index_path(url: str) -> bool:
     site's home page or a blog section (/blog/, /posts/)."""
     parts = urlsplit(url)
     path = parts.path or "/"
-    return bool(_INDEX_PATH.search(path) or _HOME_OR_SECTION.search(path)
-                or _PAGED_QUERY.search(parts.query))
+    return bool(_INDEX_PATH.search(path) or _HOME_OR_SECTION.search(path) or _PAGED_QUERY.search(parts.query))
+
 
 # -- site chrome -------------------------------------------------------------------------------
 _CHROME_TAGS = frozenset({"nav", "footer", "aside", "menu"})
-_CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "complementary", "menu",
-                           "menubar", "toolbar", "search", "tablist"})
+_CHROME_ROLES = frozenset(
+    {
+        "navigation",
+        "banner",
+        "contentinfo",
+        "complementary",
+        "menu",
+        "menubar",
+        "toolbar",
+        "search",
+        "tablist",
+    }
+)
 # One word of a class or id that names chrome (words split at -, _ and camelCase).
 _CHROME_WORD = re.compile(
     r"^(?:nav|navs|navbar|navigation|navi|menu|menus|submenu|megamenu|dropdown|masthead|topbar|"
     r"footer|sidebar|breadcrumbs?|crumbs?|related|trending|popular|recirc|recirculation|"
     r"recommended|recommendations?|outbrain|taboola|share|sharing|sharebar|social|tags|taglist|"
     r"tagcloud|keywords|toc|pagination|pager|widgets?|ticker|mostread|mostpopular|readnext|"
-    r"upnext|seealso)$")
+    r"upnext|seealso)$"
+)
 # Phrases of several words that name chrome ("more-stories", "most-read", "read-next").
 _CHROME_PHRASE = re.compile(
     r"(?:^|-)(?:more-(?:stories|news|articles|posts|from|on|in|like|to-read|reading|headlines|"
     r"coverage|videos)|read-next|up-next|next-up|see-also|also-read|"
     r"most-(?:read|popular|viewed|shared|emailed|commented)|you-(?:may|might)|tag-(?:list|cloud)|"
-    r"post-tags|entry-tags|in-this-section|site-header|page-header-nav)(?:-|$)")
+    r"post-tags|entry-tags|in-this-section|site-header|page-header-nav)(?:-|$)"
+)
 # Words that make a "header" the header of an item or of the article, not the site's.
-_ITEM_HEADER_WORDS = frozenset({"entry", "post", "card", "article", "item", "story", "teaser",
-                                "title", "content"})
+_ITEM_HEADER_WORDS = frozenset(
+    {"entry", "post", "card", "article", "item", "story", "teaser", "title", "content"}
+)
 _LAYOUT_PREFIXES = ("has-", "with-", "no-", "without-", "is-", "show-")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
@@ -161,8 +243,14 @@ def _is_card_header(header: Tag) -> bool:
     card = header.parent
     if card is None or card.parent is None:
         return False
-    return sum(1 for sibling in card.parent.find_all(card.name, recursive=False)
-               if sibling.find("header", recursive=False) is not None) >= MIN_GROUP
+    return (
+        sum(
+            1
+            for sibling in card.parent.find_all(card.name, recursive=False)
+            if sibling.find("header", recursive=False) is not None
+        )
+        >= MIN_GROUP
+    )
 
 
 def _names_chrome(tag: Tag) -> bool:
@@ -192,8 +280,21 @@ def _segments(path: str) -> list[str]:
     return segments
 
 
-_INDEX_WORDS = frozenset({"tag", "tags", "category", "categories", "topic", "topics", "archive",
-                          "archives", "series", "author", "authors"})
+_INDEX_WORDS = frozenset(
+    {
+        "tag",
+        "tags",
+        "category",
+        "categories",
+        "topic",
+        "topics",
+        "archive",
+        "archives",
+        "series",
+        "author",
+        "authors",
+    }
+)
 _ID_QUERY = re.compile(r"^(?:p|id|post|article|story|entry|aid|nid)$", re.IGNORECASE)
 _PAGE_EXT = re.compile(r"\.(?:html?|php|aspx?|jsp|cfm)$", re.IGNORECASE)
 
@@ -283,8 +384,11 @@ def _prose_words(scope: Tag, skip: set[int]) -> int:
             n = len(text.split())
             counts[0] += n
             counts[1] += n if linked else 0
-    return sum(total for total, link in per_block.values()
-               if total >= SENTENCE_WORDS and link < LINK_LIST_SHARE * total)
+    return sum(
+        total
+        for total, link in per_block.values()
+        if total >= SENTENCE_WORDS and link < LINK_LIST_SHARE * total
+    )
 
 
 def _main_content_holds_no_items(html: str, page_url: str, items: list[str]) -> tuple[bool, int]:
@@ -305,8 +409,9 @@ def _main_content_holds_no_items(html: str, page_url: str, items: list[str]) -> 
         remove_clutter(main)
         prose = _prose_words(main, set())
         best = max(best, prose)
-        inside = {normalize_url(urljoin(page_url, str(a["href"]).strip()))
-                  for a in main.find_all("a", href=True)} & wanted
+        inside = {
+            normalize_url(urljoin(page_url, str(a["href"]).strip())) for a in main.find_all("a", href=True)
+        } & wanted
         if prose >= MAIN_PROSE_FLOOR and len(inside) < MIN_GROUP:
             return True, prose
     return False, best
@@ -318,8 +423,7 @@ def read_listing(html: str, page_url: str, registered_url: str) -> ListingVerdic
     position = {id(t): i for i, t in enumerate(soup.find_all(True))}
     scope = soup.select_one("main") or soup.select_one("[role=main]") or soup.body or soup
     for header in scope.find_all("header"):
-        if header is not scope and header.find_parent("article") is None and \
-                not _is_card_header(header):
+        if header is not scope and header.find_parent("article") is None and not _is_card_header(header):
             header.decompose()  # the site's header; an item's or the article's own stays
     remove_clutter(scope)
     total = _words(scope)
@@ -362,8 +466,11 @@ def read_listing(html: str, page_url: str, registered_url: str) -> ListingVerdic
         if _in_text(a):
             continue
         node: Tag = a
-        while node.parent is not None and node.parent is not scope and \
-                urls_in.get(id(node.parent), set()) == {url}:
+        while (
+            node.parent is not None
+            and node.parent is not scope
+            and urls_in.get(id(node.parent), set()) == {url}
+        ):
             node = node.parent
         item_of.setdefault(id(node), (node, url))
 
@@ -378,9 +485,12 @@ def read_listing(html: str, page_url: str, registered_url: str) -> ListingVerdic
             elements.extend(members)
 
     item_words = sum(_words(n) for n, _ in elements)
-    verdict = ListingVerdict(own_words=total - item_words, item_words=item_words,
-                             prose_words=_prose_words(scope, {id(n) for n, _ in elements}),
-                             index_path=is_index_path(page_url))
+    verdict = ListingVerdict(
+        own_words=total - item_words,
+        item_words=item_words,
+        prose_words=_prose_words(scope, {id(n) for n, _ in elements}),
+        index_path=is_index_path(page_url),
+    )
     if not elements:
         verdict.reason = "no repeated item structure"
         return verdict
@@ -388,26 +498,33 @@ def read_listing(html: str, page_url: str, registered_url: str) -> ListingVerdic
     items = list(dict.fromkeys(url for _, url in elements))
     prose = verdict.prose_words
     if prose >= ARTICLE_WORDS and not (verdict.index_path and len(items) * ITEM_STANDS_FOR >= prose):
-        verdict.reason = (f"{prose} words of running text of its own: an article, whatever its "
-                          f"{len(items)} link items are"
-                          + (" (they do not outweigh it)" if verdict.index_path else ""))
+        verdict.reason = (
+            f"{prose} words of running text of its own: an article, whatever its "
+            f"{len(items)} link items are" + (" (they do not outweigh it)" if verdict.index_path else "")
+        )
         return verdict
     if not verdict.index_path and page_is_post_like(page_url):
         rails, main_prose = _main_content_holds_no_items(html, page_url, items)
         if rails:
-            verdict.reason = (f"its main content is {main_prose} words of prose without its "
-                              f"{len(items)} link items: an article with rails")
+            verdict.reason = (
+                f"its main content is {main_prose} words of prose without its "
+                f"{len(items)} link items: an article with rails"
+            )
             return verdict
     little_prose = prose < max(PROSE_FLOOR, item_words)
     if not (little_prose or verdict.index_path):
-        verdict.reason = (f"{len(elements)} link items but {prose} words of prose "
-                          f"of its own (against {item_words} in the items): an article")
+        verdict.reason = (
+            f"{len(elements)} link items but {prose} words of prose "
+            f"of its own (against {item_words} in the items): an article"
+        )
         return verdict
     verdict.items = items
     verdict.item_positions = [position[id(n)] for n, _ in elements if id(n) in position]
-    verdict.reason = ("an index path" if verdict.index_path and not little_prose else
-                      f"{len(verdict.items)} link items and {prose} words of prose "
-                      "of its own")
+    verdict.reason = (
+        "an index path"
+        if verdict.index_path and not little_prose
+        else f"{len(verdict.items)} link items and {prose} words of prose of its own"
+    )
     return verdict
 
 
@@ -423,11 +540,17 @@ def without_items(html: str, verdict: ListingVerdict) -> str:
 
 
 # -- feeds -------------------------------------------------------------------------------------
-FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/xml", "text/xml",
-              "application/rdf+xml")
+FEED_TYPES = (
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/xml",
+    "text/xml",
+    "application/rdf+xml",
+)
 _FEED_PATH = re.compile(r"(?:\.(?:xml|rss|atom)|/(?:feed|rss|atom)(?:\.\w+)?)/?$", re.IGNORECASE)
-_FEED_ROOT = re.compile(r"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(?:rss|feed|rdf:RDF)\b",
-                        re.IGNORECASE | re.DOTALL)
+_FEED_ROOT = re.compile(
+    r"^\s*(?:<\?xml[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(?:rss|feed|rdf:RDF)\b", re.IGNORECASE | re.DOTALL
+)
 
 
 def looks_like_feed_url(url: str) -> bool:
@@ -456,13 +579,16 @@ def feed_entries(text: str, feed_url: str, registered_url: str) -> list[str]:
             if link.string and link.string.strip():
                 href = link.string.strip()
                 break
-        if href is None and (guid := entry.find("guid")) is not None and guid.string and \
-                str(guid.get("isPermaLink", "true")).lower() == "true":
+        if (
+            href is None
+            and (guid := entry.find("guid")) is not None
+            and guid.string
+            and str(guid.get("isPermaLink", "true")).lower() == "true"
+        ):
             href = guid.string.strip()
         if not href:
             continue
         url = normalize_url(urljoin(feed_url, href))
-        if urlsplit(url).scheme in ("http", "https") and same_site(url, registered_url) and \
-                url not in urls:
+        if urlsplit(url).scheme in ("http", "https") and same_site(url, registered_url) and url not in urls:
             urls.append(url)
     return urls

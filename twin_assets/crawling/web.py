@@ -33,8 +33,10 @@ _RUNNABLE_SCRIPT_TYPES = re.compile(r"^$|javascript|ecmascript|^module$", re.IGN
 def runs_scripts(html: str) -> bool:
     """Whether the page has any script a browser would run: without one, scrolling it
     cannot load more items, so it is not worth rendering for that."""
-    return any(_RUNNABLE_SCRIPT_TYPES.search(str(tag.get("type") or "").strip())
-               for tag in soup_of(html).find_all("script"))
+    return any(
+        _RUNNABLE_SCRIPT_TYPES.search(str(tag.get("type") or "").strip())
+        for tag in soup_of(html).find_all("script")
+    )
 
 
 _INVISIBLE = ("script", "style", "noscript", "template", "head")
@@ -74,15 +76,15 @@ class WebArticleCrawler(BaseCrawler):
     locate_main: ClassVar[bool] = False
 
     # -- fetching -----------------------------------------------------------------------------
-    def fetch(self, url: str, ctx: CrawlContext, *, browser: bool | None = None,
-              scroll: bool = False) -> FetchedPage:
+    def fetch(
+        self, url: str, ctx: CrawlContext, *, browser: bool | None = None, scroll: bool = False
+    ) -> FetchedPage:
         prefer = self.prefer_browser if browser is None else browser
         page = ctx.fetcher.fetch(url, prefer_browser=prefer, wait_for=self.wait_for, scroll=scroll)
         self.check_page(page)
         return page
 
-    def fetch_listing(self, url: str, ctx: CrawlContext, *,
-                      first: FetchedPage | None = None) -> FetchedPage:
+    def fetch_listing(self, url: str, ctx: CrawlContext, *, first: FetchedPage | None = None) -> FetchedPage:
         """A listing page with every batch of items it loads on scroll.
 
         The page is rendered and scrolled in Chromium unless the browser is off
@@ -103,8 +105,9 @@ class WebArticleCrawler(BaseCrawler):
         try:
             return self.fetch(url, ctx, browser=True, scroll=True)
         except CrawlError as exc:
-            ctx.log.warning("could not scroll listing %s (%s: %s); keeping its first batch",
-                            url, exc.kind, exc.reason)
+            ctx.log.warning(
+                "could not scroll listing %s (%s: %s); keeping its first batch", url, exc.kind, exc.reason
+            )
             return first
 
     def check_page(self, page: FetchedPage) -> None:
@@ -117,8 +120,7 @@ class WebArticleCrawler(BaseCrawler):
     def rendered_if_needed(self, page: FetchedPage, ctx: CrawlContext) -> FetchedPage:
         """`page` itself, or, when its served HTML shows only a placeholder and the browser
         may be used, the page rendered in Chromium (which waits for its content)."""
-        if page.via != "http" or ctx.settings.browser_mode == "never" or \
-                not shows_placeholder(page.html):
+        if page.via != "http" or ctx.settings.browser_mode == "never" or not shows_placeholder(page.html):
             return page
         ctx.log.info("%s shows no content in its HTML; rendering it in Chromium", page.final_url)
         return self.fetch(page.url, ctx, browser=True)
@@ -137,8 +139,11 @@ class WebArticleCrawler(BaseCrawler):
     def crawl(self, target: CrawlTarget, ctx: CrawlContext) -> RawDocument:
         page = target.page or self.fetch(target.url, ctx)
         extracted = self.extract(page)
-        if is_placeholder(body_text(extracted)) and page.via == "http" \
-                and ctx.settings.browser_mode != "never":
+        if (
+            is_placeholder(body_text(extracted))
+            and page.via == "http"
+            and ctx.settings.browser_mode != "never"
+        ):
             # Nothing, or only "Loading…", in the served HTML: the page builds its content
             # with JavaScript.
             ctx.log.info("no content in plain HTML of %s; rendering it in Chromium", target.url)
@@ -148,14 +153,19 @@ class WebArticleCrawler(BaseCrawler):
             soup = soup_of(page.html)
             title = soup.title.get_text() if soup.title else ""
             if "<" in title and len(title) > 200:
-                raise CrawlError(f"{page.final_url} is malformed: an unclosed <title> swallows the "
-                                 "page, so a browser shows no text either", kind="malformed")
+                raise CrawlError(
+                    f"{page.final_url} is malformed: an unclosed <title> swallows the "
+                    "page, so a browser shows no text either",
+                    kind="malformed",
+                )
             shown = visible_text(page.html)
             if shown and is_placeholder(shown):
-                raise NoContent(f"{page.final_url} shows only a placeholder ({shown[:60]!r}) "
-                                f"after {ctx.settings.page_timeout_s:g}s: its content is built by "
-                                "JavaScript that did not finish"
-                                + ("" if page.via == "browser" else " (the browser is off)"))
+                raise NoContent(
+                    f"{page.final_url} shows only a placeholder ({shown[:60]!r}) "
+                    f"after {ctx.settings.page_timeout_s:g}s: its content is built by "
+                    "JavaScript that did not finish"
+                    + ("" if page.via == "browser" else " (the browser is off)")
+                )
             raise NoContent(f"no extractable text on {page.final_url}")
         return self.make_document(
             ctx,
@@ -168,8 +178,9 @@ class WebArticleCrawler(BaseCrawler):
         )
 
     # -- listings -----------------------------------------------------------------------------
-    def listing_items(self, page: FetchedPage, link: AuthorLink,
-                      is_item: Callable[[str], bool], ctx: CrawlContext) -> list[CrawlTarget]:
+    def listing_items(
+        self, page: FetchedPage, link: AuthorLink, is_item: Callable[[str], bool], ctx: CrawlContext
+    ) -> list[CrawlTarget]:
         """Item links of a listing page, on the registered link's own host only."""
         items: list[CrawlTarget] = []
         for url in page_links(page.html, page.final_url, self.listing_scope):
@@ -182,7 +193,11 @@ class WebArticleCrawler(BaseCrawler):
                 break
         if not items:
             raise NoContent(f"listing {page.final_url} has no items to crawl")
-        ctx.log.info("%s: %d items listed on %s (%d scroll rounds)", type(self).__name__,
-                     len(items), page.final_url, page.scroll_rounds)
+        ctx.log.info(
+            "%s: %d items listed on %s (%d scroll rounds)",
+            type(self).__name__,
+            len(items),
+            page.final_url,
+            page.scroll_rounds,
+        )
         return items
-
