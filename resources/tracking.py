@@ -12,14 +12,17 @@ cannot leak settings into each other and the key never lands in `os.environ` or 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import dagster as dg
 from pydantic import Field
+
+# The modes `wandb.init` takes; `WandbResource.mode` is a plain string, which wandb validates.
+WandbMode = Literal["online", "offline", "disabled", "shared"]
 
 
 @dataclass
@@ -44,7 +47,9 @@ class TrackedRun:
             return
         import wandb
 
-        rows = [[name, step, value] for name, pts in curves.items() for step, value in pts]
+        rows: list[Iterable[Any]] = [
+            [name, step, value] for name, pts in curves.items() for step, value in pts
+        ]
         self.run.log({"loss_curves": wandb.Table(columns=["series", "step", "value"], data=rows)})
 
     def as_metadata(self) -> dict[str, str]:
@@ -93,7 +98,7 @@ class WandbResource(dg.ConfigurableResource):
             config=config,
             tags=tags or [],
             dir=str(run_dir),
-            mode=mode,
+            mode=cast(WandbMode, mode),
             settings=settings,
             reinit="finish_previous",  # type: ignore[arg-type]
         )

@@ -118,13 +118,13 @@ def cmd_authors(args: argparse.Namespace) -> int:
         for a in authors:
             print(f"{a.id}\t{a.full_name}\t{len(a.links)} links")
         return 0
-    from twin_assets.defs.partitions import authors_partitions
+    from twin_assets.defs.partitions import AUTHORS_PARTITION
 
     instance = _instance()
-    existing = set(instance.get_dynamic_partitions(authors_partitions.name))
+    existing = set(instance.get_dynamic_partitions(AUTHORS_PARTITION))
     new = [a.id for a in authors if a.id not in existing]
     if new:
-        instance.add_dynamic_partitions(authors_partitions.name, new)
+        instance.add_dynamic_partitions(AUTHORS_PARTITION, new)
     store = _store(_warehouse())
     for a in authors:
         store.upsert_author(a)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import re
 
-from bs4 import Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag
+from bs4 import Comment, Declaration, Doctype, ProcessingInstruction, Tag
+from bs4.element import NavigableString
 
 # Class tokens of an element that holds exactly one line of code.
 _LINE_CLASSES = frozenset(

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 
 from bs4 import BeautifulSoup
 
+from twin_assets.crawling.soup import attr_str
+
 _FORMATS = (
     "%Y-%m-%d %H:%M:%S",
     "%m/%d/%Y %H:%M",
@@ -38,14 +40,14 @@ def parse_datetime(value: str | None) -> datetime | None:
 
 
 def find_published(soup: BeautifulSoup) -> datetime | None:
-    for attrs in (
-        {"property": "article:published_time"},
-        {"name": "article:published_time"},
-        {"itemprop": "datePublished"},
-        {"name": "date"},
+    for key, value in (
+        ("property", "article:published_time"),
+        ("name", "article:published_time"),
+        ("itemprop", "datePublished"),
+        ("name", "date"),
     ):
-        node = soup.find("meta", attrs=attrs)
-        if node and (dt := parse_datetime(node.get("content"))):
+        node = soup.find("meta", attrs={key: value})
+        if node and (dt := parse_datetime(attr_str(node, "content"))):
             return dt
     for script in soup.find_all("script", attrs={"type": "application/ld+json"}):
         try:
@@ -56,6 +58,6 @@ def find_published(soup: BeautifulSoup) -> datetime | None:
             if isinstance(item, dict) and (dt := parse_datetime(str(item.get("datePublished") or ""))):
                 return dt
     for node in soup.select("time[datetime]"):
-        if dt := parse_datetime(node.get("datetime")):
+        if dt := parse_datetime(attr_str(node, "datetime")):
             return dt
     return None

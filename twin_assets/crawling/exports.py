@@ -22,7 +22,7 @@ from twin_assets.crawling.dates import parse_datetime
 from twin_assets.crawling.errors import ExportError, NoContent
 from twin_assets.crawling.extract import extract_article
 from twin_assets.crawling.safety import check_export_path
-from twin_assets.crawling.soup import soup_of
+from twin_assets.crawling.soup import attr_str, soup_of
 from twin_assets.domain.documents import AuthorLink, Block, Platform, RawDocument, SourceKind
 
 MAX_EXPORT_MEMBER_BYTES = 64 * 1024 * 1024  # refuse zip bombs
@@ -163,7 +163,7 @@ class MediumExportImporter(BaseCrawler):
         if extracted.word_count == 0:
             raise NoContent(f"exported post {target.meta.get('file')} has no text")
         node = soup_of(html).select_one("time.dt-published[datetime]")
-        published = parse_datetime(node.get("datetime")) if node else extracted.published_at
+        published = parse_datetime(attr_str(node, "datetime")) if node else extracted.published_at
         return self.make_document(
             ctx,
             target,

@@ -22,7 +22,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4 import BeautifulSoup, Tag
+from bs4.element import NavigableString
 
 from twin_assets.crawling.clutter import is_clutter_text, remove_clutter
 from twin_assets.crawling.codeblocks import block_code_text, code_language, code_nodes

@@ -173,7 +173,7 @@ def parse_ipv4_host(host: str) -> ipaddress.IPv4Address | None:
     numbers = [_ipv4_number(p) if p else None for p in parts]
     if len(parts) > 4 or any(n is None for n in numbers):
         raise CrawlError(f"host {host!r} looks like an IPv4 address but is not a valid one", kind="malformed")
-    *head, last = numbers
+    *head, last = [n for n in numbers if n is not None]  # all of them, after the check above
     if any(n > 255 for n in head) or last >= 256 ** (5 - len(numbers)):
         raise CrawlError(f"host {host!r} is out of range for an IPv4 address", kind="malformed")
     value = last
@@ -200,7 +200,7 @@ def _check_numeric_host(host: str, port: int | None, allow: AllowList) -> None:
 
 def _addrinfo(host: str, port: int) -> list[tuple]:
     """getaddrinfo for TCP, duplicates dropped, in the resolver's preference order."""
-    seen: set[str] = set()
+    seen: set[str | int] = set()  # the sockaddr's host: a str for the TCP/IP families
     infos = []
     for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP):
         if info[4][0] not in seen:

@@ -32,10 +32,19 @@ def first_text(soup: BeautifulSoup, selectors: list[str] | tuple[str, ...]) -> s
     return None
 
 
+def attr_str(node: Tag, name: str) -> str | None:
+    """An attribute's value as a string, None when the node lacks it. BeautifulSoup gives a
+    multi-valued attribute (`class`, `rel`) as a list of its tokens: joined by spaces here."""
+    value = node.get(name)
+    if value is None or isinstance(value, str):
+        return value
+    return " ".join(value)
+
+
 def meta_title(soup: BeautifulSoup) -> str | None:
     """The page's title as its metadata gives it (Open Graph, Twitter card, <title>)."""
-    for attrs in ({"property": "og:title"}, {"name": "twitter:title"}):
-        node = soup.find("meta", attrs=attrs)
+    for key, value in (("property", "og:title"), ("name", "twitter:title")):
+        node = soup.find("meta", attrs={key: value})
         if node and node.get("content"):
             return " ".join(str(node["content"]).split())
     return text_of(soup.title) if soup.title else None

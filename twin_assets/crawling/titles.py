@@ -64,8 +64,8 @@ def _jsonld_headlines(soup: BeautifulSoup) -> Iterator[str]:
                     stack.extend(item["@graph"])
 
 
-def _meta(soup: BeautifulSoup, **attrs: str) -> str | None:
-    node = soup.find("meta", attrs=attrs)
+def _meta(soup: BeautifulSoup, key: str, value: str) -> str | None:
+    node = soup.find("meta", attrs={key: value})
     return " ".join(str(node.get("content") or "").split()) or None if node else None
 
 
@@ -104,8 +104,8 @@ def _candidates(
         if (node := _article_heading(scope)) is not None:
             add(text_of(node), f"dom:{id(node)}", 1)
             break
-    add(_meta(soup, property="og:title"), "meta", 2)
-    add(_meta(soup, name="twitter:title"), "meta", 2)
+    add(_meta(soup, "property", "og:title"), "meta", 2)
+    add(_meta(soup, "name", "twitter:title"), "meta", 2)
     for headline in _jsonld_headlines(soup):
         add(headline, "jsonld", 2)
     if (h1 := soup.find("h1")) is not None:

@@ -20,7 +20,7 @@ import hashlib
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -200,7 +200,7 @@ def near_dedup(
     # LSH only proposes candidates (the estimate below decides); a lower LSH threshold means
     # better recall, and datasketch cannot band above ~0.9 anyway
     lsh = MinHashLSH(threshold=min(threshold, 0.85), num_perm=num_perm)
-    hashes: dict[str, MinHash] = {}
+    hashes: dict[Hashable, MinHash] = {}  # keyed as MinHashLSH.query returns them
     kept: list[T] = []
     dropped: Counter[str] = Counter()
     for i, item in enumerate(items):

@@ -155,8 +155,8 @@ def generate_rejected(
     pairs, answers, failed = funnel.isolated("rejected", pairs, answer)
     rows = []
     skipped = 0
-    for (e, prompt), answer in zip(pairs, answers, strict=True):
-        if answer is None:
+    for (e, prompt), rejected in zip(pairs, answers, strict=True):
+        if rejected is None:
             skipped += 1
             continue
         rows.append(
@@ -164,7 +164,7 @@ def generate_rejected(
                 id=e.id,
                 prompt=prompt,
                 chosen=e.text,
-                rejected=answer,
+                rejected=rejected,
                 category=e.category,
                 source_document_id=e.document_id,
                 source_content_hash=e.content_hash,

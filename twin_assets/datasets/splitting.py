@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 
@@ -349,6 +349,13 @@ def documents_by_split(splits: dict[str, Sequence[object]]) -> dict[str, set[str
     return {name: {source_document(r) for r in rows} for name, rows in splits.items()}
 
 
+class _HasCategory(Protocol):
+    """A dataset row (InstructionRow, PreferenceRow), as the split summary reads it."""
+
+    @property
+    def category(self) -> object: ...
+
+
 def summarise_split(
     train: Sequence[object],
     test: Sequence[object],
@@ -362,7 +369,7 @@ def summarise_split(
     docs: dict[str, dict[str, set[str]]] = {}
     for name, rows in (("train", train), ("test", test)):
         for r in rows:
-            cat = str(r.category)
+            cat = str(cast(_HasCategory, r).category)
             c = cats.setdefault(
                 cat, {"train_rows": 0, "test_rows": 0, "train_documents": 0, "test_documents": 0}
             )

@@ -2,4 +2,7 @@
 
 import dagster as dg
 
-authors_partitions = dg.DynamicPartitionsDefinition(name="authors")
+# The partitions definition's name, typed `str` (the definition's `.name` is `str | None`)
+AUTHORS_PARTITION = "authors"
+
+authors_partitions = dg.DynamicPartitionsDefinition(name=AUTHORS_PARTITION)

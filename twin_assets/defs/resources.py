@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar, get_origin
+from typing import TypeVar, cast, get_origin
 
 import dagster as dg
 from pydantic import ValidationError
@@ -29,6 +29,7 @@ from resources.vector_store import QdrantResource
 from resources.warehouse import WarehouseResource
 from twin_assets.authors.registry import PLACEHOLDERS
 from twin_assets.crawling.settings import CrawlSettings
+from twin_assets.domain.generation import GenerationBackend
 from twin_assets.paths import PROJECT_ROOT, data_dir
 
 Environ = Mapping[str, str]
@@ -163,7 +164,11 @@ def build_resources(environ: Environ | None = None) -> dict:
         ),
         # "offline" (no LLM) unless TWIN_LLM_BACKEND says otherwise or a server URL is set
         "llm": TextGeneratorResource(
-            backend=env.get("TWIN_LLM_BACKEND", "openai" if env.get("TWIN_LLM_BASE_URL") else "offline"),
+            # TextGeneratorResource validates the value against GenerationBackend
+            backend=cast(
+                GenerationBackend,
+                env.get("TWIN_LLM_BACKEND", "openai" if env.get("TWIN_LLM_BASE_URL") else "offline"),
+            ),
             base_url=env.get("TWIN_LLM_BASE_URL", ""),
             model=env.get("TWIN_LLM_MODEL", ""),
             api_key=env_or("TWIN_LLM_API_KEY", "", env),

@@ -102,7 +102,8 @@ def _parse(texts: Sequence[str], batch_size: int = 32) -> list[Doc]:
                 if attrs:
                     token.pos_ = attrs[0]
                     if attrs[1] != "_":
-                        token.set_morph(attrs[1])
+                        # spaCy's token.pyi lacks set_morph, which Token has (token.pyx)
+                        token.set_morph(attrs[1])  # pyright: ignore[reportAttributeAccessIssue]
             lemmatizer(doc)
     return docs
 

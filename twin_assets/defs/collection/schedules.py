@@ -13,7 +13,7 @@ import dagster as dg
 from resources.author_registry import AuthorRegistryResource
 from twin_assets.authors.registry import RegistryError
 from twin_assets.defs.collection.jobs import crawl_job
-from twin_assets.defs.partitions import authors_partitions
+from twin_assets.defs.partitions import AUTHORS_PARTITION
 
 
 @dg.schedule(
@@ -29,7 +29,7 @@ def weekly_recrawl(context: dg.ScheduleEvaluationContext, authors: AuthorRegistr
     except RegistryError as exc:
         # a broken edit is reported and retried next week; it must not crawl the wrong set
         return dg.SkipReason(f"author registry invalid, no re-crawl requested: {exc}")
-    partitions = set(context.instance.get_dynamic_partitions(authors_partitions.name))
+    partitions = set(context.instance.get_dynamic_partitions(AUTHORS_PARTITION))
     keys = sorted(partitions & registered)
     if not keys:
         if not partitions:

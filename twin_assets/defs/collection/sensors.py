@@ -9,7 +9,7 @@ import dagster as dg
 from resources.author_registry import AuthorRegistryResource
 from twin_assets.authors.registry import RegistryError, author_fingerprint
 from twin_assets.defs.collection.jobs import crawl_job
-from twin_assets.defs.partitions import authors_partitions
+from twin_assets.defs.partitions import AUTHORS_PARTITION, authors_partitions
 
 
 @dg.sensor(
@@ -36,7 +36,7 @@ def author_registry_sensor(
     seen, evaluation = _read_cursor(context.cursor)
     evaluation += 1
     current = {a.id: author_fingerprint(a) for a in registry}
-    existing = set(context.instance.get_dynamic_partitions(authors_partitions.name))
+    existing = set(context.instance.get_dynamic_partitions(AUTHORS_PARTITION))
     new_keys = sorted(k for k in current if k not in existing)
     # a missing partition is crawled even with a known fingerprint: the author was purged
     # (partition deleted) and registered again with the same links
