@@ -93,6 +93,7 @@ def test_crawl_settings_are_launchpad_config():
         [redirects],
         resources={"crawler": CrawlerResource.configure_at_launch()},
         run_config={"resources": {"crawler": {"config": {"crawl": {"max_redirects": 9}}}}},
+        instance=dg.DagsterInstance.ephemeral(),  # never whatever DAGSTER_HOME another test left
     )
     assert result.output_for_node("redirects") == 9
 
