@@ -14,7 +14,11 @@ twin authors sync
 
 AUTHOR="${TWIN_DEMO_AUTHOR:-maya-kowalski}"
 echo "== materializing the whole graph for $AUTHOR"
-dagster asset materialize -m twin_assets.definitions --select '*' --partition "$AUTHOR"
+# A failing deploy gate is the evaluation's verdict on the model (reported below), not a broken
+# pipeline; `twin gate` fails this script only if another step failed.
+dagster asset materialize -m twin_assets.definitions --select '*' --partition "$AUTHOR" || true
+echo
+twin gate "$AUTHOR"
 
 echo
 echo "Done. The warehouse server keeps running (stop it with: twin warehouse stop)."

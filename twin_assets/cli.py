@@ -4,6 +4,7 @@
     twin authors purge ID [--yes]    forget an author removed from the registry (all their data)
     twin warehouse start | stop | status
     twin sample prepare | start | stop | serve
+    twin gate AUTHOR                 the latest run for an author and the deploy gate's verdict
 
 A mistake the user can fix (an invalid registry or environment variable, a refused purge, an
 unreachable warehouse, DAGSTER_HOME unset) is reported as one line on stderr with exit status
@@ -255,6 +256,50 @@ def _sample_port() -> int:
     return int(raw)
 
 
+def run_verdict(instance, author_id: str) -> tuple[int, list[str]]:
+    """The latest run for one author, read back from the Dagster instance: (exit code, lines).
+
+    A failing `deploy_gate` is the evaluation's verdict on the trained model, not a broken
+    pipeline: when it is the run's only failure, the exit code is 0 and the verdict is printed.
+    Any other failed step (or no run at all) is exit code 1."""
+    import dagster as dg
+
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/partition": author_id}), limit=1)
+    if not runs:
+        return 1, [f"no run for author {author_id!r} in this Dagster instance"]
+    run = runs[0]
+    failed: set[str] = set()
+    gate = None
+    kinds = {dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.ASSET_CHECK_EVALUATION}
+    for record in instance.all_logs(run.run_id, of_type=kinds):
+        event = record.dagster_event
+        if event is None:
+            continue
+        if event.event_type == dg.DagsterEventType.STEP_FAILURE and event.step_key:
+            failed.add(event.step_key)
+        elif getattr(event.event_specific_data, "check_name", None) == "deploy_gate":
+            gate = event.event_specific_data
+    lines = [f"run {run.run_id[:8]} for {author_id}: {run.status.value}"]
+    if gate is not None:
+        verdict = "PASSED" if gate.passed else "FAILED"
+        lines.append(f"deploy gate: {verdict}: {gate.description or ''}".rstrip(": "))
+    only_gate = failed == {"evaluation_report"} and gate is not None and not gate.passed
+    if failed and not only_gate:
+        lines.append(f"failed steps: {', '.join(sorted(failed))}")
+        return 1, lines
+    if only_gate:
+        lines.append("every other asset materialized; the gate keeps this model from being deployed")
+    return 0, lines
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    code, lines = run_verdict(dg.DagsterInstance.get(), args.author_id)
+    print("\n".join(lines))
+    return code
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twin", description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -276,6 +321,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["prepare", "start", "stop", "serve"])
     p.add_argument("--port", type=int, default=None, help="default: TWIN_SAMPLE_PORT, else 8765")
     p.set_defaults(func=cmd_sample)
+    p = sub.add_parser("gate", help="the latest run's outcome for an author and the deploy gate's verdict")
+    p.add_argument("author_id")
+    p.set_defaults(func=cmd_gate)
     return parser
 
 
