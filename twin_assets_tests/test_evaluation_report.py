@@ -15,18 +15,17 @@ import pytest
 from resources.artifacts import ArtifactStoreResource
 from resources.embedder import EmbedderResource
 from resources.llm import TextGeneratorResource
-from resources.sagemaker import SageMakerResource
 from resources.tracking import WandbResource
 from resources.vector_store import QdrantResource
 from twin_assets.defs.evaluation.assets import GATE, evaluation_report
 from twin_assets.defs.partitions import authors_partitions
-from twin_assets.defs.training.assets import dpo_model, sft_model
 from twin_assets_tests.fake_openai_server import FakeOpenAIServer
 from twin_assets_tests.training_fixtures import (
     AUTHOR,
     instruction_rows,
     preference_rows,
     tiny_model,
+    train_sft_and_dpo,
     write_dataset,
 )
 
@@ -40,27 +39,7 @@ def trained(tmp_path_factory):
     write_dataset(artifacts, "instruction", instruction_rows())
     write_dataset(artifacts, "preference", preference_rows())
     base = tiny_model(root)
-    resources = {
-        "artifacts": artifacts,
-        "wandb": WandbResource(dir=str(root / "wandb"), mode="offline", project="twin-test"),
-        "sagemaker": SageMakerResource(),
-    }
-    run_config = {
-        "ops": {
-            "sft_model": {"config": {"base_model": str(base), "max_steps": 12, "max_length": 128}},
-            "dpo_model": {"config": {"max_steps": 3, "max_length": 128}},
-        }
-    }
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
-        result = dg.materialize(
-            [sft_model, dpo_model],
-            resources=resources,
-            instance=instance,
-            partition_key=AUTHOR,
-            run_config=run_config,
-        )
-        assert result.success
+    result, _, _ = train_sft_and_dpo(root, artifacts, base, AUTHOR, sft_steps=12)
     server = FakeOpenAIServer().start()
     yield {"root": root, "artifacts": artifacts, "result": result, "server": server}
     server.stop()

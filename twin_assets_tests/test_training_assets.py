@@ -9,15 +9,14 @@ import dagster as dg
 import pytest
 
 from resources.artifacts import ArtifactStoreResource
-from resources.sagemaker import SageMakerResource
-from resources.tracking import WandbResource
 from twin_assets.defs.partitions import authors_partitions
-from twin_assets.defs.training.assets import dpo_model, sft_model
+from twin_assets.defs.training.assets import sft_model
 from twin_assets_tests.training_fixtures import (
     AUTHOR,
     instruction_rows,
     preference_rows,
     tiny_model,
+    train_sft_and_dpo,
     write_dataset,
 )
 
@@ -29,27 +28,7 @@ def trained(tmp_path_factory):
     inst_version = write_dataset(artifacts, "instruction", instruction_rows())
     pref_version = write_dataset(artifacts, "preference", preference_rows())
     base = tiny_model(root)
-    resources = {
-        "artifacts": artifacts,
-        "wandb": WandbResource(dir=str(root / "wandb"), mode="offline", project="twin-test"),
-        "sagemaker": SageMakerResource(),
-    }
-    run_config = {
-        "ops": {
-            "sft_model": {"config": {"base_model": str(base), "max_steps": 4, "max_length": 128}},
-            "dpo_model": {"config": {"max_steps": 3, "max_length": 128}},
-        }
-    }
-    with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
-        result = dg.materialize(
-            [sft_model, dpo_model],
-            resources=resources,
-            instance=instance,
-            partition_key=AUTHOR,
-            run_config=run_config,
-        )
-        assert result.success
+    result, resources, run_config = train_sft_and_dpo(root, artifacts, base, AUTHOR, sft_steps=4)
     # The re-run uses a fresh instance on purpose: "already trained" must come from the model
     # registry alone (another worker, another Dagster instance). It also keeps this heavy
     # fixture clear of an intermittent Dagster error seen when a second run reused the

@@ -76,3 +76,38 @@ def tiny_model(root: Path) -> Path:
     from twin_assets.training.base_model import build_tiny_llama
 
     return build_tiny_llama(root / "tiny-llama", POSTS + [r["instruction"] for r in instruction_rows()])
+
+
+def train_sft_and_dpo(root: Path, artifacts: ArtifactStoreResource, base: Path, author: str, sft_steps: int):
+    """SFT then DPO of the tiny model for one author, as the assets run them (offline W&B, no
+    SageMaker), on a fresh test instance. Returns (result, resources, run_config) so a test can
+    run the assets again with the same set-up."""
+    import dagster as dg
+
+    from resources.sagemaker import SageMakerResource
+    from resources.tracking import WandbResource
+    from twin_assets.defs.partitions import AUTHORS_PARTITION
+    from twin_assets.defs.training.assets import dpo_model, sft_model
+
+    resources = {
+        "artifacts": artifacts,
+        "wandb": WandbResource(dir=str(root / "wandb"), mode="offline", project="twin-test"),
+        "sagemaker": SageMakerResource(),
+    }
+    run_config = {
+        "ops": {
+            "sft_model": {"config": {"base_model": str(base), "max_steps": sft_steps, "max_length": 128}},
+            "dpo_model": {"config": {"max_steps": 3, "max_length": 128}},
+        }
+    }
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(AUTHORS_PARTITION, [author])
+        result = dg.materialize(
+            [sft_model, dpo_model],
+            resources=resources,
+            instance=instance,
+            partition_key=author,
+            run_config=run_config,
+        )
+        assert result.success
+    return result, resources, run_config

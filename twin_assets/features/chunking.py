@@ -37,7 +37,7 @@ from __future__ import annotations
 import ast
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,6 +185,15 @@ def _split_row(row: str, budget: TokenBudget, per_chunk: int) -> list[str]:
         if row[: m.start()].strip() and row[m.end() :].strip()
     ]
     parts = [row[a:b] for a, b in zip([0, *cuts], [*cuts, len(row)], strict=True)]
+    return _pack_slices(parts, budget, per_chunk, lambda part: _split_long_text(part, budget, per_chunk))
+
+
+def _pack_slices(
+    parts: list[str], budget: TokenBudget, per_chunk: int, split_long: Callable[[str], list[str]]
+) -> list[str]:
+    """Consecutive slices of one text packed greedily into pieces of at most `per_chunk` tokens;
+    a slice over the budget on its own is handed to `split_long`. Joined, the pieces give the
+    slices back."""
     out: list[str] = []
     current, total = "", 0
     for part, n in zip(parts, budget.content_tokens(parts), strict=True):
@@ -192,7 +201,7 @@ def _split_row(row: str, budget: TokenBudget, per_chunk: int) -> list[str]:
             if current:
                 out.append(current)
                 current, total = "", 0
-            out.extend(_split_long_text(part, budget, per_chunk))
+            out.extend(split_long(part))
             continue
         if current and total + n > per_chunk:
             out.append(current)
@@ -446,27 +455,16 @@ def _split_long_text(text: str, budget: TokenBudget, per_chunk: int) -> list[str
         if not cuts:
             continue
         parts = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
-        out: list[str] = []
-        current, total = "", 0
-        for part, n in zip(parts, budget.content_tokens(parts), strict=True):
-            if n > per_chunk:
-                if current:
-                    out.append(current)
-                    current, total = "", 0
-                out.extend(
-                    _split_long_text(part, budget, per_chunk)
-                    if pattern is _SENTENCE_RE
-                    else budget.split_at_tokens(part, per_chunk + budget.special_tokens)
-                )
-                continue
-            if current and total + n > per_chunk:
-                out.append(current)
-                current, total = "", 0
-            current += part
-            total += n
-        if current:
-            out.append(current)
-        return out
+        if pattern is _SENTENCE_RE:
+            return _pack_slices(
+                parts, budget, per_chunk, lambda part: _split_long_text(part, budget, per_chunk)
+            )
+        return _pack_slices(
+            parts,
+            budget,
+            per_chunk,
+            lambda part: budget.split_at_tokens(part, per_chunk + budget.special_tokens),
+        )
     return budget.split_at_tokens(text, per_chunk + budget.special_tokens)
 
 
