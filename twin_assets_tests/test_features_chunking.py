@@ -225,7 +225,7 @@ def test_gpt_shaped_class_is_cut_at_statements_with_labelled_parts_and_context(b
     assert len(gpt) > 3
     # the class starts with its header and its first statement: here a long `__init__`, split on
     # its own and numbered from its first part
-    assert gpt[0].content.startswith("class GPT(nn.Module):\n\n    def __init__(self, config):\n")
+    assert gpt[0].content.startswith("class GPT(nn.Module):\n\n    def __init__(self, cfg):\n")
     assert gpt[0].symbol in ("class GPT (part 1/7)", "def GPT.__init__ (part 1/3)")
     own = [c for c in gpt if c.symbol.startswith("class GPT (part ")]
     n = int(own[0].symbol.split("/")[1].rstrip(")"))
@@ -234,14 +234,14 @@ def test_gpt_shaped_class_is_cut_at_statements_with_labelled_parts_and_context(b
     assert n == len(own) + len(split_methods)  # a method split on its own is one part of its class
     for c in gpt[1:]:  # every later part says where it lives
         assert c.content.startswith("# in class GPT(nn.Module):"), c.content[:80]
-    assert "def GPT.from_pretrained" in split_methods  # a method over the budget: split on its own
-    fp = [c for c in gpt if c.symbol.startswith("def GPT.from_pretrained")]
+    assert "def GPT.from_checkpoint" in split_methods  # a method over the budget: split on its own
+    fp = [c for c in gpt if c.symbol.startswith("def GPT.from_checkpoint")]
     m = len(fp)
-    assert [c.symbol for c in fp] == [f"def GPT.from_pretrained (part {k}/{m})" for k in range(1, m + 1)]
-    assert "@classmethod\n    def from_pretrained(cls, model_type, override_args=None):" in fp[0].content
+    assert [c.symbol for c in fp] == [f"def GPT.from_checkpoint (part {k}/{m})" for k in range(1, m + 1)]
+    assert "@classmethod\n    def from_checkpoint(cls, path, preset=None, overrides=None):" in fp[0].content
     assert all(
         c.content.startswith(
-            "# in class GPT(nn.Module): > def from_pretrained(cls, model_type, override_args=None):\n"
+            "# in class GPT(nn.Module): > def from_checkpoint(cls, path, preset=None, overrides=None):\n"
         )
         for c in fp[1:]
     )
