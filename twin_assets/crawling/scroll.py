@@ -31,13 +31,36 @@ _PAGE_STATE_JS = """() => {
 }"""
 # Bring the end of the listing into view: the last link first (it may sit in a scrolling
 # container of its own, which window scrolling would not move), then the window's bottom.
-_SCROLL_JS = """() => {
+# Two animation frames pass first: an IntersectionObserver only reports changes it has seen
+# rendered, so a batch appended a moment ago must have pushed the page's sentinel out of view
+# (in a rendered frame) before scrolling brings it back, or the page never hears it come back.
+# A hidden or throttled page may not render frames at all, hence the timer fallback.
+_FRAMES_JS = """() => new Promise((resolve) => {
+  const timer = setTimeout(resolve, 250);
+  requestAnimationFrame(() => requestAnimationFrame(() => { clearTimeout(timer); resolve(); }));
+})"""
+_SCROLL_JS = (
+    """async () => {
+  await ("""
+    + _FRAMES_JS
+    + """)();
   const anchors = document.querySelectorAll("a[href]");
   if (anchors.length) anchors[anchors.length - 1].scrollIntoView({block: "end"});
   const root = document.documentElement;
   window.scrollTo(0, Math.max(root ? root.scrollHeight : 0,
                               document.body ? document.body.scrollHeight : 0));
 }"""
+)
+# Before giving up on a round that added nothing: move up a viewport, let a frame render, and
+# come back down, so a page whose sentinel never seemed to leave the view sees it arrive again.
+_NUDGE_JS = (
+    """async () => {
+  window.scrollBy(0, -Math.max(window.innerHeight, 400));
+  await ("""
+    + _FRAMES_JS
+    + """)();
+}"""
+)
 _GREW_JS = """([height, links]) => {
   const root = document.documentElement;
   const h = Math.max(root ? root.scrollHeight : 0,
@@ -53,7 +76,8 @@ def scroll_listing(page: Any, url: str, settings: CrawlSettings, log: logging.Lo
     """Scroll a loaded listing to its bottom until it stops growing; returns the rounds run.
 
     A round scrolls to the bottom and waits up to `scroll_settle_s` for the page to get
-    taller or gain links. Scrolling stops at the first round that adds nothing, after
+    taller or gain links; if nothing came, it scrolls up a viewport and back down and waits
+    once more. Scrolling stops at the first round that adds nothing, after
     `max_scroll_rounds`, once the page holds `max_listing_items` more distinct links than it
     loaded with (the listing keeps no more items than that, and counting from the first batch
     never stops short because of navigation links), or after `page_timeout_s` of scrolling;
@@ -61,7 +85,6 @@ def scroll_listing(page: Any, url: str, settings: CrawlSettings, log: logging.Lo
     scrolled at all.
     """
     from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     s = settings
     deadline = time.monotonic() + s.page_timeout_s
@@ -86,17 +109,14 @@ def scroll_listing(page: Any, url: str, settings: CrawlSettings, log: logging.Lo
             break
         rounds += 1
         try:
-            page.evaluate(_SCROLL_JS)
-            page.wait_for_function(
-                _GREW_JS,
-                arg=[state["height"], state["links"]],
-                timeout=min(s.scroll_settle_s, remaining) * 1000,
-                polling=100,
-            )
+            grew = _scroll_and_wait(page, _SCROLL_JS, state, min(s.scroll_settle_s, remaining))
+            if not grew and (remaining := deadline - time.monotonic()) > 0:
+                page.evaluate(_NUDGE_JS)
+                grew = _scroll_and_wait(page, _SCROLL_JS, state, min(s.scroll_settle_s, remaining))
+            if not grew:
+                stop = "nothing new appeared"
+                break
             state = page.evaluate(_PAGE_STATE_JS)
-        except PlaywrightTimeout:
-            stop = "nothing new appeared"
-            break
         except PlaywrightError as exc:  # the page navigated away or crashed meanwhile
             stop = f"the page failed: {str(exc).splitlines()[0]}"
             break
@@ -109,3 +129,20 @@ def scroll_listing(page: Any, url: str, settings: CrawlSettings, log: logging.Lo
         stop,
     )
     return rounds
+
+
+def _scroll_and_wait(page: Any, scroll_js: str, state: dict, settle_s: float) -> bool:
+    """Run one scroll and wait up to `settle_s` for the page to grow past `state`."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    page.evaluate(scroll_js)
+    try:
+        page.wait_for_function(
+            _GREW_JS,
+            arg=[state["height"], state["links"]],
+            timeout=settle_s * 1000,
+            polling=100,
+        )
+    except PlaywrightTimeout:
+        return False
+    return True
