@@ -206,6 +206,32 @@ def test_gate_decisions_name_each_failing_metric_with_both_values():
     assert sft_only.candidate == "sft" and sft_only.passed
 
 
+def test_degeneration_carried_by_one_answer_is_a_note_but_a_consistent_increase_fails():
+    """The sample author's case: 8 held-out prompts, one answer loops (0.76 against 0.07) and
+    the mean rises past the tolerance; the paired bootstrap says it is not evidence."""
+    cfg = EvaluationConfig(degeneration_tolerance=0.1, nll_margin=0.0)
+    base_items = [0.0, 0.0, 0.11, 0.07, 0.0, 0.05, 0.0, 0.0]
+    one_loop = [0.0, 0.0, 0.11, 0.76, 0.0, 0.05, 0.0, 0.0]
+    everywhere = [0.6, 0.7, 0.8, 0.76, 0.5, 0.65, 0.7, 0.9]
+
+    def rows(dpo_items: list[float]) -> dict[str, dict]:
+        r = {k: v for k, v in _rows().items() if k != "production"}
+        r["base"].update(degeneration=sum(base_items) / 8, degeneration_items=base_items)
+        r["dpo"].update(degeneration=sum(dpo_items) / 8 + 0.1, degeneration_items=dpo_items)
+        return r
+
+    lucky = decide(rows(one_loop), cfg, None)
+    assert lucky.passed, lucky.summary()
+    assert any("not significantly over 8 paired answers" in n for n in lucky.notes)
+    damaged = decide(rows(everywhere), cfg, None)
+    assert not damaged.passed
+    assert [(f.metric, f.against) for f in damaged.failures] == [("degeneration", "base")]
+    # without per-answer scores (an older report) the mean alone decides, as before
+    plain = rows(one_loop)
+    del plain["dpo"]["degeneration_items"]
+    assert not decide(plain, cfg, None).passed
+
+
 def test_report_version_depends_on_inputs_and_config_only():
     inputs = EvaluationInputs(
         author="a",

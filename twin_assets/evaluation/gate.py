@@ -5,11 +5,21 @@ degenerate more than the base model beyond `degeneration_tolerance`, and (2) aga
 production model (when there is one and it is another version) it does not regress beyond the
 tolerances on NLL, preference accuracy, degeneration and, when a judge ran for both, the
 judge's style score. Every failure names the metric and both values.
+
+Degeneration is scored per answer on the same prompts for every model, and a few held-out
+prompts are all a small author has: one answer that falls into a loop moves the mean by more
+than the tolerance. So where the per-answer scores are known, the gate pairs them and fails on
+degeneration only when the mean increase exceeds the tolerance AND a paired bootstrap says the
+increase is not noise (its one-sided 95% lower bound is above zero). A damaged model degenerates
+on most prompts and still fails; an increase carried by a single answer is reported in the
+verdict's notes instead.
 """
 
 from __future__ import annotations
 
 import math
+import random
+from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
@@ -52,6 +62,26 @@ def _num(row: dict, key: str) -> float | None:
     return float(value)
 
 
+BOOTSTRAP_SAMPLES = 2000
+
+
+def paired_lower_bound(candidate: Sequence[float], reference: Sequence[float], q: float = 0.05) -> float:
+    """One-sided (1 - q) lower bound of the mean paired difference candidate - reference, by a
+    seeded bootstrap over the pairs (deterministic: the same scores give the same verdict)."""
+    diffs = [c - r for c, r in zip(candidate, reference, strict=True)]
+    if not diffs:
+        return float("nan")
+    rng = random.Random(0)
+    n = len(diffs)
+    means = sorted(sum(rng.choice(diffs) for _ in range(n)) / n for _ in range(BOOTSTRAP_SAMPLES))
+    return means[int(q * BOOTSTRAP_SAMPLES)]
+
+
+def _items(row: dict, key: str) -> list[float] | None:
+    value = row.get(key)
+    return [float(v) for v in value] if isinstance(value, list) and value else None
+
+
 def decide(rows: dict[str, dict], cfg: EvaluationConfig, production: str | None) -> GateVerdict:
     """`rows`: column name -> metric name -> value (the report's model table)."""
     candidate = "dpo" if "dpo" in rows else "sft" if "sft" in rows else ""
@@ -67,6 +97,16 @@ def decide(rows: dict[str, dict], cfg: EvaluationConfig, production: str | None)
             notes.append(f"{metric} vs {against}: not measured")
             return
         bad = c > r + slack if worse_if == "higher" else c < r - slack
+        items_c, items_r = _items(cand, f"{metric}_items"), _items(rows[against], f"{metric}_items")
+        if bad and worse_if == "higher" and items_c and items_r and len(items_c) == len(items_r):
+            low = paired_lower_bound(items_c, items_r)
+            if not low > 0:
+                notes.append(
+                    f"{metric}: candidate {c:.4f} vs {against} {r:.4f} exceeds the tolerance "
+                    f"{slack}, but not significantly over {len(items_c)} paired answers "
+                    f"(95% lower bound of the increase {low:+.4f}): not a failure"
+                )
+                return
         if bad:
             failures.append(GateFailure(metric=metric, against=against, candidate=c, reference=r, rule=rule))
 

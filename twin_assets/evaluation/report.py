@@ -211,6 +211,7 @@ def run_evaluation(
                 text_metrics.style_profile(texts), author_profile
             )
             row.update(text_metrics.degeneration(texts, [g.finished for g in gens]))
+            row["degeneration_items"] = text_metrics.degeneration_items(texts)
             if ref_vectors is not None and embedder is not None:
                 vecs = embedder.embed([x or " " for x in texts]).tolist()
                 row["embedding_cosine"] = sum(

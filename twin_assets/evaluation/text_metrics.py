@@ -143,12 +143,18 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def degeneration_items(texts: Sequence[str]) -> list[float]:
+    """Per answer: 1 for an empty answer, else its repeated-3-gram ratio. Kept per item so the
+    gate can pair the candidate's answers with the base model's on the same prompts."""
+    return [1.0 if not t.strip() else repeated_ngram_ratio(t, 3) for t in texts]
+
+
 def degeneration(texts: Sequence[str], finished: Sequence[bool]) -> dict[str, float]:
-    """`degeneration` (the gated number): mean per answer of 1 for an empty answer, else its
-    repeated-3-gram ratio. The rest describes it: distinct-1/2, empty and truncated shares."""
+    """`degeneration` (the gated number): the mean of `degeneration_items`. The rest describes
+    it: distinct-1/2, empty and truncated shares."""
     if not texts:
         return {}
-    per_item = [1.0 if not t.strip() else repeated_ngram_ratio(t, 3) for t in texts]
+    per_item = degeneration_items(texts)
     return {
         "degeneration": sum(per_item) / len(per_item),
         "repeated_3gram": sum(repeated_ngram_ratio(t, 3) for t in texts) / len(texts),
