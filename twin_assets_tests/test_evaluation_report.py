@@ -19,6 +19,7 @@ from resources.tracking import WandbResource
 from resources.vector_store import QdrantResource
 from twin_assets.defs.evaluation.assets import GATE, evaluation_report
 from twin_assets.defs.partitions import authors_partitions
+from twin_assets.training import registry
 from twin_assets_tests.fake_openai_server import FakeOpenAIServer
 from twin_assets_tests.training_fixtures import (
     AUTHOR,
@@ -40,6 +41,9 @@ def trained(tmp_path_factory):
     write_dataset(artifacts, "preference", preference_rows())
     base = tiny_model(root)
     result, _, _ = train_sft_and_dpo(root, artifacts, base, AUTHOR, sft_steps=12)
+    # as if deployed_endpoint had deployed this DPO version (training never moves production)
+    dpo_version = result.asset_materializations_for_node("dpo_model")[0].metadata["model_version"].value
+    registry.set_production(artifacts, AUTHOR, "dpo", str(dpo_version))
     server = FakeOpenAIServer().start()
     yield {"root": root, "artifacts": artifacts, "result": result, "server": server}
     server.stop()

@@ -79,8 +79,9 @@ def test_sft_and_dpo_registered_with_cards_and_aliases(trained):
         assert "smoke-test model" in (base / version / "README.md").read_text()
         assert (base / version / "adapter" / "adapter_model.safetensors").exists()
         assert (base / version / "loss_curve.png").read_bytes().startswith(b"\x89PNG")  # published with it
-        for alias in ("latest", "production"):
-            assert json.loads((base / "aliases" / f"{alias}.json").read_text())["version"] == version
+        assert json.loads((base / "aliases" / "latest.json").read_text())["version"] == version
+        # production is moved by deployed_endpoint only, after the gate and a smoke request
+        assert not (base / "aliases" / "production.json").exists()
     dpo_card = json.loads(
         (Path(artifacts.root_dir) / "models" / AUTHOR / "dpo" / dpo_version / "model_card.json").read_text()
     )

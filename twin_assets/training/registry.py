@@ -2,7 +2,12 @@
 
 Layout: `models/<author>/<sft|dpo>/<version>/` holding `adapter/` (adapter or full weights +
 tokenizer with its chat template), optional `merged/`, `model_card.json` and `README.md`;
-aliases at `models/<author>/<kind>/aliases/{latest,production}.json`.
+aliases at `models/<author>/<kind>/aliases/{latest,approved,production}.json`.
+
+WHO moves which alias: training moves `latest` (the newest registered version), the evaluation's
+deploy gate moves `approved` (a version that passed it), and only a deployment moves
+`production` (`set_production`), after the approved version answered a smoke request on the
+serving target. The service serves `production`, so a model goes live only through that path.
 
 WHY content-addressed versions: version = hash(dataset version, base model, resolved config,
 code version [, parent model version]); identical inputs give the identical version, so a
@@ -17,6 +22,10 @@ from pathlib import Path
 
 from twin_assets.domain.models import ModelCard, ModelKind
 from twin_assets.domain.stores import ArtifactStore
+
+LATEST_ALIAS = "latest"
+APPROVED_ALIAS = "approved"
+PRODUCTION_ALIAS = "production"
 
 _CODE_FILES = ("base_model.py", "chat.py", "config.py", "runtime.py", "sft.py", "dpo.py")
 
@@ -93,7 +102,7 @@ def publish_model(
     adapter_dir: Path,
     *,
     merged_dir: Path | None = None,
-    promote_to_production: bool = True,
+    promote_to_production: bool = False,
     extra_files: dict[str, bytes] | None = None,
 ) -> ModelCard:
     """Copy the model into the store, write card + README, then move the aliases.
@@ -102,6 +111,9 @@ def publish_model(
     (`registered_card` is the "already trained" test). `extra_files` (name -> bytes, e.g. the
     loss-curve plot) are written into the version directory before the card, so they travel
     with the version to S3 and to every worker that downloads it.
+
+    `promote_to_production` exists for tools that seed a registry (tests, a manual restore);
+    the pipeline never sets it: its deployment asset moves `production` (`set_production`).
     """
     key = model_key(card.author_id, card.kind, card.version)
     artifacts.put_dir(f"{key}/adapter", adapter_dir)
@@ -117,11 +129,46 @@ def publish_model(
 
 
 def promote(
-    artifacts: ArtifactStore, author: str, kind: ModelKind, version: str, *, production: bool
+    artifacts: ArtifactStore, author: str, kind: ModelKind, version: str, *, production: bool = False
 ) -> None:
-    artifacts.write_alias(model_key(author, kind), "latest", version)
+    artifacts.write_alias(model_key(author, kind), LATEST_ALIAS, version)
     if production:
-        artifacts.write_alias(model_key(author, kind), "production", version)
+        set_production(artifacts, author, kind, version)
+
+
+def set_production(artifacts: ArtifactStore, author: str, kind: ModelKind, version: str) -> None:
+    """Point the author's `production` alias at a registered version: what the service serves.
+
+    The service resolves `production` of dpo before sft, so an SFT version cannot replace a DPO
+    one there (the DPO version would keep serving): that is refused rather than half-done.
+    """
+    if registered_card(artifacts, author, kind, version) is None:
+        raise ValueError(f"{kind} version {version!r} is not registered for author {author!r}")
+    if kind == "sft" and artifacts.read_alias(model_key(author, "dpo"), PRODUCTION_ALIAS):
+        raise ValueError(
+            f"author {author!r} serves a DPO version: an SFT version cannot take over production"
+        )
+    artifacts.write_alias(model_key(author, kind), PRODUCTION_ALIAS, version)
+
+
+def production_version(artifacts: ArtifactStore, author: str) -> tuple[ModelKind, str] | None:
+    """(kind, version) the author's twin serves: `production` of dpo, else of sft; None if none."""
+    kinds: tuple[ModelKind, ...] = ("dpo", "sft")
+    for kind in kinds:
+        version = artifacts.read_alias(model_key(author, kind), PRODUCTION_ALIAS)
+        if version:
+            return kind, version
+    return None
+
+
+def approved_version(artifacts: ArtifactStore, author: str) -> tuple[ModelKind, str] | None:
+    """(kind, version) the deploy gate approved last: `approved` of dpo, else of sft."""
+    kinds: tuple[ModelKind, ...] = ("dpo", "sft")
+    for kind in kinds:
+        version = artifacts.read_alias(model_key(author, kind), APPROVED_ALIAS)
+        if version:
+            return kind, version
+    return None
 
 
 def model_dir(artifacts: ArtifactStore, author: str, kind: ModelKind, version: str) -> Path:

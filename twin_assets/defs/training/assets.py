@@ -5,6 +5,7 @@ Thin assets: the work is in `twin_assets.training.pipeline.train_and_register`.
 
 import json
 from pathlib import Path
+from typing import TypeVar
 
 import dagster as dg
 
@@ -17,6 +18,7 @@ from twin_assets.domain.datasets import DatasetKind
 from twin_assets.domain.documents import sha256_text
 from twin_assets.training import registry
 from twin_assets.training.base_model import is_smoke_test_model, resolve_base_model
+from twin_assets.training.config import DPOTrainingConfig, SFTTrainingConfig
 from twin_assets.training.curves import curves_markdown
 from twin_assets.training.data import latest_dataset_version
 from twin_assets.training.fingerprints import CheckpointNotFoundError, fingerprint_base_model
@@ -92,6 +94,16 @@ def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig) -> dg
     return dg.MaterializeResult(
         metadata=meta, data_version=dg.DataVersion(sha256_text(resolved, fp.digest)[:32])
     )
+
+
+TrainingConfig = TypeVar("TrainingConfig", SFTTrainingConfig, DPOTrainingConfig)
+
+
+def without_promotion(cfg: TrainingConfig) -> TrainingConfig:
+    """Training registers a version and moves `latest`, never `production`: a model goes live
+    only through `deployed_endpoint`, after the deploy gate approved it and it answered a smoke
+    request on the serving target (see `twin_assets/training/registry.py`)."""
+    return cfg.model_copy(update={"promote_to_production": False})
 
 
 def retrain_on_new_data() -> dg.AutomationCondition:
@@ -211,7 +223,7 @@ def sft_model(
         kind="sft",
         author=context.partition_key,
         dataset_version=version,
-        cfg=config.training_config(),
+        cfg=without_promotion(config.training_config()),
         artifacts=artifacts,
         tracker=wandb,
         sagemaker=sagemaker,
@@ -254,7 +266,7 @@ def dpo_model(
         kind="dpo",
         author=author,
         dataset_version=version,
-        cfg=config.training_config(),
+        cfg=without_promotion(config.training_config()),
         artifacts=artifacts,
         tracker=wandb,
         sagemaker=sagemaker,
