@@ -3,7 +3,7 @@
 `WarehouseResource` is the Dagster face (configuration + lifecycle); `MongoStore` holds the
 queries, so that they can be exercised directly in tests against a real wire-protocol server.
 `MongoStore` implements the store protocols of `twin_assets.domain.stores` (documents, chunks,
-manifests, author purge): the logic packages are written against those and never see pymongo.
+manifests, author purge, the inference service's API keys and prompt logs): the logic packages are written against those and never see pymongo.
 The collection names below are defined here and nowhere else.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from pydantic import Field, PrivateAttr
 from pymongo import DeleteMany, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import OperationFailure
+from pymongo.errors import BulkWriteError, OperationFailure
 from pymongo.uri_parser import parse_uri
 
 from resources.embedded_mongo import EmbeddedMongo, EmbeddedMongoError
@@ -33,6 +34,7 @@ from twin_assets.domain.documents import (
     utcnow,
 )
 from twin_assets.domain.features import Chunk, CleanedDocument
+from twin_assets.domain.serving import ApiKeyRecord, PromptLog
 from twin_assets.domain.stores import ChunkManifest, EmbeddingManifest
 
 AUTHORS = "authors"
@@ -41,6 +43,8 @@ CLEANED = "cleaned_documents"
 CHUNKS = "chunks"
 CHUNK_MANIFESTS = "chunk_manifests"
 EMBEDDING_MANIFESTS = "embedding_manifests"
+API_KEYS = "api_keys"
+PROMPT_LOGS = "prompt_logs"
 AUTHOR_COLLECTIONS: tuple[str, ...] = (
     *(c.value for c in Category),
     FAILURES,
@@ -48,6 +52,7 @@ AUTHOR_COLLECTIONS: tuple[str, ...] = (
     CHUNKS,
     CHUNK_MANIFESTS,
     EMBEDDING_MANIFESTS,
+    PROMPT_LOGS,
 )
 """Every collection holding per-author rows under an `author_id` field (what a purge clears);
 `AUTHORS` itself is keyed by the author id."""
@@ -69,8 +74,9 @@ class WarehouseAuthUnsupported(EmbeddedMongoError):
 
 class MongoStore:
     """Idempotent reads and writes of authors, raw and cleaned documents, crawl failures, chunks
-    and the feature pipeline's manifests (implements `DocumentStore`, `ChunkStore`,
-    `ManifestStore` and `AuthorDataStore` of `twin_assets.domain.stores`)."""
+    the feature pipeline's manifests, and the inference service's API keys and prompt logs
+    (implements `DocumentStore`, `ChunkStore`, `ManifestStore`, `AuthorDataStore`, `ApiKeyStore`
+    and `PromptLogStore` of `twin_assets.domain.stores`)."""
 
     def __init__(self, db: Database):
         self._db = db
@@ -86,6 +92,11 @@ class MongoStore:
         # per-document chunk lookups (replace_chunks, delete_chunks) stay cheap as it grows
         self._db[CHUNKS].create_index([("document_id", 1)], name="document_id")
         self._db[CHUNKS].create_index([("author_id", 1)], name="author_id")
+        # a request's key is found by the hash of what it presents; two keys never share one
+        self._db[API_KEYS].create_index([("hash", 1)], unique=True, name="hash")
+        # the daily summary reads one day (of one author); retention deletes by age
+        self._db[PROMPT_LOGS].create_index([("at", 1)], name="at")
+        self._db[PROMPT_LOGS].create_index([("author_id", 1), ("at", 1)], name="author_at")
 
     # -- authors -----------------------------------------------------------------------------
     def upsert_author(self, author: Author) -> None:
@@ -358,15 +369,79 @@ class MongoStore:
             for batch in _batched(document_ids)
         )
 
+    # -- API keys of the inference service ---------------------------------------------------
+    def insert_key(self, record: ApiKeyRecord) -> None:
+        data = record.model_dump(mode="python")
+        data["_id"] = data.pop("id")
+        self._db[API_KEYS].insert_one(data)
+
+    def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        row = self._db[API_KEYS].find_one({"hash": key_hash})
+        return None if row is None else _key_record(row)
+
+    def list_keys(self) -> list[ApiKeyRecord]:
+        return [_key_record(r) for r in self._db[API_KEYS].find({}).sort("created_at", 1)]
+
+    def revoke_key(self, key_id: str) -> bool:
+        # $currentDate, not $set: the embedded server stores a $set datetime as a naive string
+        result = self._db[API_KEYS].update_one(
+            {"_id": key_id, "revoked_at": None}, {"$currentDate": {"revoked_at": True}}
+        )
+        return result.modified_count == 1
+
+    # -- prompt logs of the inference service ------------------------------------------------
+    def insert_prompt_logs(self, logs: Sequence[PromptLog]) -> int:
+        """Plain inserts (an upsert's `$set` would store `at` as a string on the embedded
+        server, out of reach of the time queries); an id already stored is skipped."""
+        rows = []
+        for log in logs:
+            data = log.model_dump(mode="python")
+            data["_id"] = data.pop("id")
+            rows.append(data)
+        if not rows:
+            return 0
+        try:
+            return len(self._db[PROMPT_LOGS].insert_many(rows, ordered=False).inserted_ids)
+        except BulkWriteError as exc:
+            if any(e.get("code") != 11000 for e in exc.details.get("writeErrors", [])):
+                raise
+            return int(exc.details.get("nInserted", 0))
+
+    def find_prompt_logs(
+        self, start: datetime, end: datetime, author_id: str | None = None
+    ) -> list[PromptLog]:
+        query: dict[str, Any] = {"at": {"$gte": start, "$lt": end}}
+        if author_id is not None:
+            query["author_id"] = author_id
+        return [
+            PromptLog.model_validate({**r, "id": r["_id"]})
+            for r in self._db[PROMPT_LOGS].find(query).sort("at", 1)
+        ]
+
+    def delete_prompt_logs_before(self, cutoff: datetime) -> int:
+        return self._db[PROMPT_LOGS].delete_many({"at": {"$lt": cutoff}}).deleted_count
+
     # -- forgetting an author ----------------------------------------------------------------
     def delete_author_data(self, author_id: str) -> dict[str, int]:
-        """Every row of the author in every per-author collection, and the author itself."""
+        """Every row of the author in every per-author collection (prompt logs included), and
+        the author itself. API keys scoped to the author lose that scope (a key scoped to them
+        alone then allows nothing): a later author registered under the same id must not be
+        reachable with a key issued for the one who was forgotten."""
         deleted = {
             name: self._db[name].delete_many({"author_id": author_id}).deleted_count
             for name in AUTHOR_COLLECTIONS
         }
         deleted[AUTHORS] = self._db[AUTHORS].delete_many({"_id": author_id}).deleted_count
+        deleted[f"{API_KEYS} (scopes)"] = (
+            self._db[API_KEYS]
+            .update_many({"authors": author_id}, {"$pull": {"authors": author_id}})
+            .modified_count
+        )
         return deleted
+
+
+def _key_record(row: dict) -> ApiKeyRecord:
+    return ApiKeyRecord.model_validate({**row, "id": row["_id"]})
 
 
 def _upsert_changed(

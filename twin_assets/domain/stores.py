@@ -16,6 +16,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from twin_assets.domain.documents import Author, Category, CrawlFailure, RawDocument, WriteStats
 from twin_assets.domain.features import Chunk, CleanedDocument
+from twin_assets.domain.serving import ApiKeyRecord, PromptLog
 
 
 class ArtifactStore(Protocol):
@@ -291,3 +293,43 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str]) -> np.ndarray: ...
 
     def embed_query(self, text: str) -> np.ndarray: ...
+
+
+# -- the inference service ---------------------------------------------------------------------
+
+
+class ApiKeyStore(Protocol):
+    """The service's API keys, looked up by the hash of the presented key (a key itself is
+    never stored)."""
+
+    def insert_key(self, record: ApiKeyRecord) -> None:
+        """Store a new key record (its hash is unique)."""
+        ...
+
+    def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def list_keys(self) -> list[ApiKeyRecord]:
+        """Every key, revoked ones included, oldest first."""
+        ...
+
+    def revoke_key(self, key_id: str) -> bool:
+        """Mark the key revoked; False when there is no such key or it already was."""
+        ...
+
+
+class PromptLogStore(Protocol):
+    """Prompt monitoring: one row per request to the service, queried by time."""
+
+    def insert_prompt_logs(self, logs: Sequence[PromptLog]) -> int:
+        """Store the logs (ids already stored are skipped); returns how many were stored."""
+        ...
+
+    def find_prompt_logs(
+        self, start: datetime, end: datetime, author_id: str | None = None
+    ) -> list[PromptLog]:
+        """The logs with `start <= at < end` (of one author, or all), oldest first."""
+        ...
+
+    def delete_prompt_logs_before(self, cutoff: datetime) -> int:
+        """Retention: delete the logs older than `cutoff`; returns how many went."""
+        ...
