@@ -17,8 +17,9 @@ from twin_assets.defs.collection.definitions import defs as collection
 from twin_assets.defs.datasets.definitions import defs as datasets
 from twin_assets.defs.evaluation.definitions import defs as evaluation
 from twin_assets.defs.features.definitions import defs as features
+from twin_assets.defs.freshness import with_freshness_policies
 from twin_assets.defs.jobs import automation_sensor, twin_pipeline_job
-from twin_assets.defs.resources import build_resources
+from twin_assets.defs.resources import build_resources, freshness_policies_from_env
 from twin_assets.defs.training.definitions import defs as training
 
 
@@ -26,7 +27,7 @@ from twin_assets.defs.training.definitions import defs as training
 def defs() -> dg.Definitions:
     """Built when Dagster loads the code location (not at import): the resources read their
     configuration from the environment of the process that loads it."""
-    return dg.Definitions.merge(
+    merged = dg.Definitions.merge(
         collection,
         features,
         datasets,
@@ -35,3 +36,5 @@ def defs() -> dg.Definitions:
         authors,
         dg.Definitions(jobs=[twin_pipeline_job], sensors=[automation_sensor], resources=build_resources()),
     )
+    # freshness is an operations setting across stages: applied once, see defs/freshness.py
+    return with_freshness_policies(merged, freshness_policies_from_env())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar, cast, get_origin
 
@@ -196,4 +197,85 @@ def build_resources(environ: Environ | None = None) -> dict:
             region_name=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
             endpoint_url=env.get("TWIN_SAGEMAKER_ENDPOINT_URL", ""),
         ),
+    }
+
+
+# Assets with a freshness policy and the variable that overrides it. The weekly re-crawl
+# (Mondays 03:00 UTC) materializes raw_documents for every author even when nothing changed,
+# and the eager automation conditions carry that materialization down to embedded_chunks and on
+# to the deployment, so a healthy loop refreshes both once a week: WARN when a weekly cycle is a
+# day late, FAIL when it is missed.
+FRESHNESS_ENV: dict[str, str] = {
+    "embedded_chunks": "TWIN_FRESHNESS_EMBEDDED_CHUNKS",
+    "deployed_endpoint": "TWIN_FRESHNESS_DEPLOYED_ENDPOINT",
+}
+FRESHNESS_DEFAULTS: dict[str, str] = {
+    "embedded_chunks": "fail=9d;warn=8d",
+    # retraining and evaluation run between the index refresh and the deployment
+    "deployed_endpoint": "fail=10d;warn=8d",
+}
+_DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def _duration(raw: str) -> timedelta:
+    text = raw.strip().lower()
+    unit = _DURATION_UNITS.get(text[-1:])
+    try:
+        amount = float(text[:-1])
+    except ValueError:
+        amount = -1.0
+    if unit is None or amount <= 0:
+        raise ValueError(f"{raw!r} is not a duration like 90m, 36h, 9d or 1w")
+    return timedelta(**{unit: amount})
+
+
+def parse_freshness_policy(raw: str) -> dg.FreshnessPolicy | None:
+    """One policy from its text form, so an operator can set it without code:
+    `off` (no policy), `9d` or `9d/8d` (fail window / warn window), `fail=9d;warn=8d`, or
+    `cron=0 9 * * 1;lower=30h[;tz=Europe/Berlin]` (materialized within 30 h before each
+    Monday 09:00)."""
+    text = raw.strip()
+    if text.lower() in {"off", "none", "0", "false", "no"}:
+        return None
+    if "=" not in text:
+        fail, _, warn = text.partition("/")
+        fields = {"fail": fail, **({"warn": warn} if warn else {})}
+    else:
+        fields = {}
+        for part in filter(None, (p.strip() for p in text.split(";"))):
+            key, sep, value = part.partition("=")
+            if not sep or not value.strip():
+                raise ValueError(f"{part!r} is not key=value")
+            fields[key.strip().lower()] = value.strip()
+    unknown = set(fields) - {"fail", "warn", "cron", "lower", "tz"}
+    if unknown:
+        raise ValueError(f"unknown key(s) {sorted(unknown)}; use fail/warn or cron/lower/tz")
+    try:
+        if "cron" in fields:
+            if "lower" not in fields or {"fail", "warn"} & set(fields):
+                raise ValueError("a cron policy takes cron=...;lower=...[;tz=...] only")
+            return dg.FreshnessPolicy.cron(
+                deadline_cron=fields["cron"],
+                lower_bound_delta=_duration(fields["lower"]),
+                timezone=fields.get("tz", "UTC"),
+            )
+        if "fail" not in fields or {"lower", "tz"} & set(fields):
+            raise ValueError("a time-window policy takes fail=...[;warn=...] only")
+        return dg.FreshnessPolicy.time_window(
+            fail_window=_duration(fields["fail"]),
+            warn_window=_duration(fields["warn"]) if "warn" in fields else None,
+        )
+    except ValueError:
+        raise
+    except Exception as exc:  # Dagster's own checks (warn < fail, cron syntax, time zone): CheckError
+        raise ValueError(str(exc).removeprefix("Invariant failed. Description: ")) from None
+
+
+def freshness_policies_from_env(environ: Environ | None = None) -> dict[str, dg.FreshnessPolicy | None]:
+    """The freshness policy of each asset in FRESHNESS_ENV (None: switched off); an invalid value
+    is an error naming its variable, raised when the definitions load."""
+    env = os.environ if environ is None else environ
+    return {
+        asset: _parsed(env, name, parse_freshness_policy(FRESHNESS_DEFAULTS[asset]), parse_freshness_policy)
+        for asset, name in FRESHNESS_ENV.items()
     }
