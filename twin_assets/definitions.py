@@ -15,6 +15,7 @@ import dagster as dg
 from twin_assets.defs.authors.definitions import defs as authors
 from twin_assets.defs.collection.definitions import defs as collection
 from twin_assets.defs.datasets.definitions import defs as datasets
+from twin_assets.defs.deployment.definitions import defs as deployment
 from twin_assets.defs.evaluation.definitions import defs as evaluation
 from twin_assets.defs.features.definitions import defs as features
 from twin_assets.defs.freshness import with_freshness_policies
@@ -33,6 +34,7 @@ def defs() -> dg.Definitions:
         datasets,
         training,
         evaluation,
+        deployment,
         authors,
         dg.Definitions(jobs=[twin_pipeline_job], sensors=[automation_sensor], resources=build_resources()),
     )

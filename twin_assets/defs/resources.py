@@ -14,7 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar, cast, get_origin
+from typing import Literal, TypeVar, cast, get_origin
 
 import dagster as dg
 from pydantic import ValidationError
@@ -25,6 +25,7 @@ from resources.crawler import CrawlerResource
 from resources.embedder import EmbedderResource
 from resources.llm import TextGeneratorResource
 from resources.sagemaker import SageMakerResource
+from resources.sagemaker_endpoint import SageMakerEndpointResource
 from resources.tracking import WandbResource
 from resources.vector_store import QdrantResource
 from resources.warehouse import WarehouseResource
@@ -197,7 +198,58 @@ def build_resources(environ: Environ | None = None) -> dict:
             region_name=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
             endpoint_url=env.get("TWIN_SAGEMAKER_ENDPOINT_URL", ""),
         ),
+        # deployed_endpoint: the local `twin serve` process unless TWIN_DEPLOY_TARGET=sagemaker
+        "sagemaker_endpoint": deployment_target(env),
     }
+
+
+DEPLOY_TARGETS = ("local", "sagemaker")
+
+
+def deployment_target(environ: Environ | None = None) -> SageMakerEndpointResource:
+    """Where `deployed_endpoint` deploys (TWIN_DEPLOY_TARGET) and, for SageMaker, the endpoint's
+    placement and autoscaling limits (TWIN_SAGEMAKER_*; the role is the training one)."""
+    env = os.environ if environ is None else environ
+    target = env.get("TWIN_DEPLOY_TARGET", "").strip().lower() or "local"
+    if target not in DEPLOY_TARGETS:
+        raise ConfigurationError(
+            f"TWIN_DEPLOY_TARGET={target!r} is not valid: use one of {', '.join(DEPLOY_TARGETS)}"
+        )
+    host = env.get("TWIN_SERVE_HOST", "").strip() or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):  # a wildcard bind is reached on loopback from this machine
+        host = "127.0.0.1"
+    port = _parsed(env, "TWIN_SERVE_PORT", 8008, int)
+    container_env = {
+        name: env[name] for name in ("TWIN_S3_BUCKET", "TWIN_S3_PREFIX", "TWIN_BASE_MODEL") if env.get(name)
+    }
+    resource = SageMakerEndpointResource(
+        target=cast(Literal["local", "sagemaker"], target),
+        service_url=f"http://{host}:{port}",
+        switch_timeout_s=_parsed(env, "TWIN_DEPLOY_SWITCH_TIMEOUT_S", 120.0, float),
+        role_arn=env.get("TWIN_SAGEMAKER_ROLE", ""),
+        image_uri=env.get("TWIN_SAGEMAKER_SERVE_IMAGE", ""),
+        instance_type=env.get("TWIN_SAGEMAKER_ENDPOINT_INSTANCE_TYPE", "ml.g5.xlarge"),
+        initial_instance_count=_parsed(env, "TWIN_SAGEMAKER_ENDPOINT_INSTANCES", 1, int),
+        container_env=container_env,
+        min_capacity=_parsed(env, "TWIN_SAGEMAKER_MIN_INSTANCES", 1, int),
+        max_capacity=_parsed(env, "TWIN_SAGEMAKER_MAX_INSTANCES", 2, int),
+        target_invocations_per_instance=_parsed(env, "TWIN_SAGEMAKER_TARGET_INVOCATIONS", 30.0, float),
+        scale_in_cooldown_s=_parsed(env, "TWIN_SAGEMAKER_SCALE_IN_COOLDOWN_S", 300, int),
+        scale_out_cooldown_s=_parsed(env, "TWIN_SAGEMAKER_SCALE_OUT_COOLDOWN_S", 60, int),
+        rollback_alarms=_csv(env.get("TWIN_SAGEMAKER_ROLLBACK_ALARMS", "")),
+        region_name=env.get("AWS_REGION", env.get("AWS_DEFAULT_REGION", "us-east-1")),
+        endpoint_url=env.get("TWIN_SAGEMAKER_ENDPOINT_URL", ""),
+    )
+    if target == "sagemaker":
+        try:
+            resource.endpoint_settings()  # role, image and limits checked now, not mid-deployment
+        except ValidationError as exc:
+            problems = "; ".join(str(e["msg"]) for e in exc.errors())
+            raise ConfigurationError(
+                f"TWIN_DEPLOY_TARGET=sagemaker: {problems} (TWIN_SAGEMAKER_ROLE, TWIN_SAGEMAKER_SERVE_IMAGE, "
+                "TWIN_SAGEMAKER_MIN_INSTANCES/MAX_INSTANCES)"
+            ) from None
+    return resource
 
 
 # Assets with a freshness policy and the variable that overrides it. The weekly re-crawl

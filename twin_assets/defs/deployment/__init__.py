@@ -1,0 +1,1 @@
+"""Deployment: `deployed_endpoint` per author, the last asset of the card."""
