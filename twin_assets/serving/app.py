@@ -53,7 +53,7 @@ ROUTE_SEARCH = "/v1/twins/{author}/search"
 class PromptRecorder(Protocol):
     """`prompt_logs.PromptLogger`: takes a log without blocking (it samples and writes later)."""
 
-    def record(self, log: PromptLog) -> Any: ...
+    def record(self, entry: PromptLog, /) -> Any: ...
 
 
 class ApiError(Exception):

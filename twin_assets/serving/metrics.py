@@ -30,9 +30,9 @@ class _GeneratorStats(Collector):
     def collect(self):
         try:
             raw = self._stats()
-            stats = (
-                dict(raw) if isinstance(raw, Mapping) else dict(vars(raw)) if hasattr(raw, "__dict__") else {}
-            )
+            dump = getattr(raw, "model_dump", None)  # the local engine's GeneratorStats
+            raw = dump() if callable(dump) else raw
+            stats = dict(raw) if isinstance(raw, Mapping) else {}
         except Exception:  # a scrape must never fail because the generator is busy or closed
             return
         sizes = stats.get("batch_sizes")

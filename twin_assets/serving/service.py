@@ -691,7 +691,13 @@ class TwinService:
         k = rag.k or self.default_k
         if k > self.max_k:
             raise InvalidRequest(f"k={k}; at most {self.max_k}", param="k")
-        result = self.retriever.retrieve(index, question, k=k, filters=rag.filters)
+        try:
+            result = self.retriever.retrieve(index, question, k=k, filters=rag.filters)
+        except ValueError as exc:
+            # the question and k are checked before: what is left is the index itself (e.g. it was
+            # embedded with another model than the service's), not the client's mistake
+            log.error("retrieval over %s@%s failed: %s", author, index.version, exc)
+            raise ServiceUnavailable(f"retrieval failed: {exc}") from exc
         leaked = [c.chunk_id for c in result.chunks if c.author_id != author]
         if leaked:  # isolation is the one thing retrieval may never get wrong: refuse, loudly
             log.error("retrieval for %s returned chunks of other authors: %s", author, leaked[:5])
@@ -726,14 +732,17 @@ class TwinService:
             return messages, None, [], None
         index = self._ensure_index(ref.author)
         retrieval = self._retrieve(ref.author, index, question, rag)
-        messages, citations = self._messages_builder()(
-            question,
-            list(history),
-            retrieval.chunks,
-            system_prompt=system_prompt,
-            count_tokens=self.generator.count_tokens,
-            max_prompt_tokens=room,
-        )
+        try:
+            messages, citations = self._messages_builder()(
+                question,
+                list(history),
+                retrieval.chunks,
+                system_prompt=system_prompt,
+                count_tokens=self.generator.count_tokens,
+                max_prompt_tokens=room,
+            )
+        except ValueError as exc:  # the question (with the system prompt) alone is too long
+            raise ContextTooLong(f"{exc} (room for {room} prompt tokens)", param="messages") from exc
         self._check_prompt(messages, room)
         return messages, retrieval, citations, index.version
 
@@ -762,7 +771,12 @@ class TwinService:
             )
             timings = dict(retrieval.timings_ms) if retrieval else {}
             timings["prompt"] = (time.perf_counter() - started) * 1000 - sum(timings.values())
-            handle = self.generator.submit(ref.adapter, messages, params)
+            try:
+                handle = self.generator.submit(ref.adapter, messages, params)
+            except ValueError as exc:  # the prompt checks above leave only the context window
+                raise ContextTooLong(str(exc), param="messages") from exc
+            except RuntimeError as exc:
+                raise ServiceUnavailable(f"the generator refused the request ({exc})") from exc
         except BaseException:
             self._release(ref.adapter)
             raise
