@@ -21,6 +21,7 @@ from twin_assets.defs.features.definitions import defs as features
 from twin_assets.defs.freshness import with_freshness_policies
 from twin_assets.defs.jobs import automation_sensor, twin_pipeline_job
 from twin_assets.defs.resources import build_resources, freshness_policies_from_env
+from twin_assets.defs.serving.definitions import defs as serving
 from twin_assets.defs.training.definitions import defs as training
 
 
@@ -36,6 +37,7 @@ def defs() -> dg.Definitions:
         evaluation,
         deployment,
         authors,
+        serving,
         dg.Definitions(jobs=[twin_pipeline_job], sensors=[automation_sensor], resources=build_resources()),
     )
     # freshness is an operations setting across stages: applied once, see defs/freshness.py

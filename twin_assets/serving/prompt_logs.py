@@ -250,6 +250,8 @@ class StageLatency(BaseModel):
 class DocumentCount(BaseModel):
     document_id: str
     count: int = Field(description="answered requests that retrieved the document")
+    title: str | None = None  # filled in by whoever can look the document up
+    link: str | None = None
 
 
 class DaySummary(BaseModel):
