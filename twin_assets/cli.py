@@ -1,10 +1,13 @@
-"""`twin`: the small command line around the pipeline (authors, embedded services, sample).
+"""`twin`: the small command line around the pipeline (authors, embedded services, sample, service).
 
     twin authors list | sync         registry -> Dagster partitions + warehouse author documents
     twin authors purge ID [--yes]    forget an author removed from the registry (all their data)
     twin warehouse start | stop | status
     twin sample prepare | start | stop | serve
     twin gate AUTHOR                 the latest run for an author and the deploy gate's verdict
+    twin keys create NAME [--author A ...]   a new API key for the service (shown once)
+    twin keys list | revoke ID|PREFIX        keys (never the keys themselves); revoke one
+    twin serve run | start | stop | status [--host H --port P]   the inference service
 
 A mistake the user can fix (an invalid registry or environment variable, a refused purge, an
 unreachable warehouse, DAGSTER_HOME unset) is reported as one line on stderr with exit status
@@ -35,9 +38,12 @@ def user_error_message(exc: BaseException) -> str | None:
     from twin_assets.authors.purge import AuthorStillRegistered, PurgeFailed
     from twin_assets.authors.registry import RegistryError
     from twin_assets.defs.resources import ConfigurationError
+    from twin_assets.serving.keys import KeyRequestError, KeyStoreUnavailable
 
     prefixes: list[tuple[type[BaseException], str]] = [
         (CliError, ""),
+        (KeyRequestError, "keys: "),
+        (KeyStoreUnavailable, "keys: "),
         (RegistryError, "author registry: "),
         (ConfigurationError, "configuration: "),
         (AuthorStillRegistered, "refused: "),
@@ -300,6 +306,104 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return code
 
 
+def _key_ring():
+    from twin_assets.serving.keys import KeyRing
+
+    return KeyRing(_store(_warehouse()), cache_ttl_s=0)
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value is not None else "-"
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Keys are printed once, at creation (on stdout alone, so `KEY=$(twin keys create ci)`
+    works); listings show the id and the prefix, never the key or its hash."""
+    if args.action == "create":
+        if not args.target:
+            raise CliError("twin keys create needs a name (who or what will use the key)")
+        for author in args.author or []:
+            if not _is_author_id(author):
+                raise CliError(
+                    f"{author!r} is not an author id (a lowercase slug: letters, digits, '-' or '_')"
+                )
+        raw, record = _key_ring().create(args.target, args.author)
+        scope = ", ".join(record.authors) if record.authors is not None else "every author"
+        print(f"created key {record.id} ({record.name}; may ask: {scope})", file=sys.stderr)
+        print(raw)
+        print(
+            "Store this key now: it is shown only this once (only its hash is kept). "
+            f"Revoke it with `twin keys revoke {record.id}`.",
+            file=sys.stderr,
+        )
+        return 0
+    ring = _key_ring()
+    if args.action == "list":
+        if args.target:
+            raise CliError("twin keys list takes no argument")
+        print("id\tname\tprefix\tauthors\tcreated\trevoked")
+        for k in ring.list():
+            authors = ",".join(k.authors) if k.authors is not None else "*"
+            print(f"{k.id}\t{k.name}\t{k.prefix}\t{authors}\t{_when(k.created_at)}\t{_when(k.revoked_at)}")
+        return 0
+    if not args.target:
+        raise CliError("twin keys revoke needs the key's id or prefix (see `twin keys list`)")
+    from twin_assets.serving.keys import KEY_PATTERN
+
+    shown = "the given key" if KEY_PATTERN.fullmatch(args.target.strip()) else repr(args.target)
+    record = ring.resolve(args.target)
+    if record is None:
+        raise CliError(f"no key matches {shown} (ids and prefixes: `twin keys list`)")
+    if not record.active:
+        print(f"key {record.id} ({record.name}) was already revoked at {_when(record.revoked_at)}")
+        return 0
+    if not ring.revoke(record.id):
+        raise CliError(f"key {record.id} could not be revoked (revoked concurrently?); see `twin keys list`")
+    print(f"revoked key {record.id} ({record.name}); a running service refuses it within seconds")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The service's process lifecycle lives in `twin_assets.server`; this parses, and turns its
+    errors (a bad TWIN_SERVE_* variable, a port in use, a start that failed) into one line."""
+    from twin_assets import server
+
+    try:
+        settings = server.settings_from_env()
+        update = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+        if update:
+            settings = type(settings).model_validate({**settings.model_dump(), **update})
+    except ValueError as exc:  # pydantic's ValidationError included
+        raise CliError(f"serve settings: {_validation_message(exc)}") from exc
+    try:
+        if args.action == "run":
+            server.run(settings)
+            return 0
+        if args.action == "start":
+            pid = server.start(settings)
+            print(f"twin service at {settings.base_url} (pid {pid})")
+            return 0
+        if args.action == "stop":
+            print("stopped" if server.stop() else "not running")
+            return 0
+        status = server.status()
+    except server.ServeError as exc:
+        raise CliError(str(exc)) from exc
+    if not status:
+        print("not running")
+        return 1
+    print("running: " + ", ".join(f"{k} {v}" for k, v in status.items() if k != "running"))
+    return 0
+
+
+def _validation_message(exc: ValueError) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors())
+    return str(exc)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twin", description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -324,6 +428,20 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("gate", help="the latest run's outcome for an author and the deploy gate's verdict")
     p.add_argument("author_id")
     p.set_defaults(func=cmd_gate)
+    p = sub.add_parser("keys", help="API keys of the inference service: create, list, revoke")
+    p.add_argument("action", choices=["create", "list", "revoke"])
+    p.add_argument("target", nargs="?", help="create: the key's name; revoke: its id or prefix")
+    p.add_argument(
+        "--author",
+        action="append",
+        help="create: an author the key may ask (repeat for several; default: every author)",
+    )
+    p.set_defaults(func=cmd_keys)
+    p = sub.add_parser("serve", help="the inference service (OpenAI-compatible API and RAG answers)")
+    p.add_argument("action", choices=["run", "start", "stop", "status"])
+    p.add_argument("--host", default=None, help="bind address (default: TWIN_SERVE_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: TWIN_SERVE_PORT)")
+    p.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -331,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = args.debug or os.environ.get("TWIN_DEBUG", "").strip().lower() in {"1", "true", "yes", "on"}
     try:
-        if getattr(args, "port", 0) is None:
+        if args.command == "sample" and args.port is None:
             args.port = _sample_port()
         return args.func(args)
     except KeyboardInterrupt:
