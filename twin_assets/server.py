@@ -212,10 +212,9 @@ def build_service(settings: ServeSettings, resources: Mapping[str, Any] | None =
     except ValidationError as exc:
         raise ValueError(f"TWIN_SERVE_RAG_CONFIG is not valid: {exc}") from None
     pipeline = RagPipeline(embedder, config, llm=llm)
-    registry = resources["authors"]
 
     def registered() -> list[str]:
-        return [a.id for a in registry.authors()]
+        return [a.id for a in resources["authors"].authors()]
 
     authors: Any = list(settings.authors) if settings.authors is not None else registered
 

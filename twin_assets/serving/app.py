@@ -209,7 +209,8 @@ def create_app(
         try:
             yield
         finally:
-            await service.stop()
+            if start_background:
+                await service.stop()
 
     app = FastAPI(title="LLM Twin", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.service = service
