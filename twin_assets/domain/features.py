@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
-from twin_assets.domain.documents import Category, Platform, RepoFile, utcnow
+from twin_assets.domain.documents import Category, Platform, RepoFile, sha256_text, utcnow
 
 
 class CleanedDocument(BaseModel):
@@ -64,11 +64,31 @@ class Chunk(BaseModel):
     symbol: str | None = None  # repositories: "class Foo", "def bar", "module" or "lines 10-40"
     language: str | None = None  # natural language of the document, or the code's language
     source_hash: str  # content hash of the cleaned document it was cut from (lineage)
+    # the model a vector of this chunk is being written with (payload only; never stored or
+    # compared as chunk data, so chunk ids, warehouse rows and dataset versions are unchanged)
+    _embedding_model: str | None = PrivateAttr(default=None)
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of exactly what is embedded (the chunk id is derived from it too)."""
+        return sha256_text(self.content)
+
+    def for_model(self, model: str) -> Chunk:
+        """A copy whose `payload()` records the embedding model its vector comes from."""
+        chunk = self.model_copy()
+        chunk._embedding_model = model
+        return chunk
 
     def payload(self) -> dict:
-        """What a Qdrant point carries so that RAG can cite the source without a second lookup."""
+        """What a Qdrant point carries so that RAG can cite the source without a second lookup,
+        plus what makes the point verifiable on its own: the chunk's content hash and (when
+        known) the embedding model. A point written by a run that crashed before recording it
+        is recognised as correct by these, not re-embedded."""
         data = self.model_dump(mode="json")
         data["chunk_id"] = data.pop("id")
+        data["content_hash"] = self.content_hash
+        if self._embedding_model is not None:
+            data["embedding_model"] = self._embedding_model
         return data
 
     def to_mongo(self) -> dict:

@@ -261,7 +261,42 @@ class EmbedStats(StageStats):
     chunks_reused: int = 0
     points_deleted: int = 0
     orphans_repaired: int = 0
+    points_adopted: int = 0  # unrecorded but correct points kept by a reconciliation
     reconciled: bool = False
+
+
+def _same_point(chunk_id: object, pid: str) -> bool:
+    try:
+        return point_id(chunk_id) == pid
+    except (TypeError, ValueError):  # a payload without (or with a malformed) chunk id
+        return False
+
+
+def adoptable_points(
+    store: ChunkStore,
+    author_id: str,
+    chunk_manifests: dict[str, ChunkManifest],
+    unlisted: dict[str, dict],
+    model: str,
+) -> dict[str, str]:
+    """point id -> document id of the points no manifest lists that are exactly right: the id
+    and `chunk_id` of a chunk in its document's current chunk manifest, that chunk's content
+    hash in the warehouse, and the current embedding model. Such a point is what this run
+    would write again (a crash after the upsert and before the bookkeeping left it)."""
+    current = {point_id(c): d for d, m in chunk_manifests.items() for c in m.chunk_ids}
+    candidates = {
+        p: payload
+        for p, payload in unlisted.items()
+        if p in current
+        and payload.get("document_id") == current[p]
+        and payload.get("embedding_model") == model
+        and payload.get("content_hash")
+        and _same_point(payload.get("chunk_id"), p)
+    }
+    if not candidates:
+        return {}
+    hashes = {point_id(c.id): c.content_hash for c in store.find_chunks(author_id, list(candidates))}
+    return {p: current[p] for p, payload in candidates.items() if hashes.get(p) == payload["content_hash"]}
 
 
 class _Writer:
@@ -352,19 +387,36 @@ def embed_author(
     # -- guard the bookkeeping: every listed point exists (lookup by id) and nothing else is
     # there (count); only if either fails are the author's points scrolled and repaired
     expected = {point_id(p) for m in valid.values() for p in m.point_ids}
+    have = {d: {point_id(p) for p in m.point_ids} for d, m in valid.items()}  # known-good points
+    chunk_manifests = store.chunk_manifests(author_id)
     if index.count(author_id) != len(expected) or len(index.existing_ids(expected)) != len(expected):
         stats.reconciled = True
-        present = {point_id(r.id): r.payload.get("document_id") for r in index.scroll(author_id)}
-        orphans = [p for p in present if p not in expected]
+        present = {point_id(r.id): r.payload for r in index.scroll(author_id)}
+        have = {d: {p for p in points if p in present} for d, points in have.items()}
+        unlisted = {p: payload for p, payload in present.items() if p not in expected}
+        # a crash between writing points and recording them leaves correct points that no
+        # manifest lists: each one that carries a current chunk's id and content hash under
+        # this model is kept (adopted), only the rest are orphans
+        adopted = adoptable_points(store, author_id, chunk_manifests, unlisted, model)
+        for p, d in adopted.items():
+            have.setdefault(d, set()).add(p)
+        orphans = [p for p in unlisted if p not in adopted]
         stats.orphans_repaired = index.delete_points(orphans)
-        for doc_id, m in list(valid.items()):
-            if any(point_id(p) not in present for p in m.point_ids):
-                del valid[doc_id]  # some of its points are missing: re-embed the document
-        log(f"reconciled Qdrant with the manifests: {len(orphans)} orphan points removed")
+        stats.points_adopted = len(adopted)
+        log(
+            f"reconciled Qdrant with the manifests: {len(adopted)} unrecorded points kept (same "
+            f"chunk, content and model), {len(orphans)} orphan points removed"
+        )
 
-    chunk_manifests = store.chunk_manifests(author_id)
+    def up_to_date(d: str, m: ChunkManifest) -> bool:
+        return (
+            d in valid
+            and valid[d].chunks_hash == m.chunks_hash
+            and have.get(d, set()).issuperset(point_id(c) for c in m.chunk_ids)
+        )
+
     gone = [d for d in manifests if d not in chunk_manifests]
-    todo = [d for d, m in chunk_manifests.items() if d not in valid or valid[d].chunks_hash != m.chunks_hash]
+    todo = [d for d, m in chunk_manifests.items() if not up_to_date(d, m)]
     stats.unchanged = len(chunk_manifests) - len(todo)
 
     # -- deletions first: points of documents that are gone; stale points of changed documents
@@ -376,7 +428,7 @@ def embed_author(
     to_embed_ids: list[str] = []
     for d in todo:
         new_ids[d] = [point_id(p) for p in chunk_manifests[d].chunk_ids]
-        old_ids[d] = {point_id(p) for p in valid[d].point_ids} if d in valid else set()
+        old_ids[d] = have.get(d, set())
         reuse = [p for p in new_ids[d] if p in old_ids[d]]
         stats.chunks_reused += len(reuse)
         to_embed_ids += [p for p in new_ids[d] if p not in old_ids[d]]
@@ -395,7 +447,7 @@ def embed_author(
         for n, batch in enumerate(_batched(chunks, encode_batch), 1):
             batch = [c for c in batch if c.document_id not in failed]
             for part, vectors in _embed_isolated(embedder, batch, failed):
-                writer.put(part, vectors)
+                writer.put([c.for_model(model) for c in part], vectors)
                 stats.chunks_embedded += len(part)
             if n % 5 == 0 or n * encode_batch >= len(chunks):
                 log(f"embedded {stats.chunks_embedded}/{len(chunks)} chunks")
