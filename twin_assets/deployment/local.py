@@ -3,7 +3,7 @@ running, and asked over its real HTTP API.
 
 WHY no code is shipped to the service: it already resolves every model from the registry. It
 serves `<author>` as the version under the `production` alias and loads any registered
-`<author>@<version>` on request, and it follows the author's published index by itself. So a
+`<author>` pinned to a `version` on request, and it follows the author's published index by itself. So a
 deployment here is: make sure the service runs, ask the NEW version by name (the smoke request,
 while `<author>` still serves the old one), move `production`, then watch the service switch
 `<author>` to the new version. A failed smoke request changes nothing the service serves.
@@ -24,6 +24,8 @@ import httpx
 from pydantic import BaseModel, Field
 
 from twin_assets.deployment.smoke import DeploymentFailed, SmokeAnswer, SmokeFailed, check_answer
+
+UNAVAILABLE_RETRIES = 3
 
 
 class LocalServiceSettings(BaseModel):
@@ -106,25 +108,33 @@ class LocalService:
         return True
 
     # -- requests ------------------------------------------------------------------------------
-    def answer(self, twin: str, question: str) -> tuple[httpx.Response, float]:
-        """POST /v1/twins/{twin}/answer; (response, latency in ms)."""
+    def answer(self, author: str, question: str, version: str | None = None) -> tuple[httpx.Response, float]:
+        """POST /v1/twins/{author}/answer (`version`: pin that registered version instead of
+        production); (response, latency in ms)."""
+        body: dict[str, str] = {"question": question}
+        if version:
+            body["version"] = version
         started = time.perf_counter()
         response = self._client.post(
-            f"/v1/twins/{quote(twin, safe='@')}/answer", json={"question": question}, headers=self._headers()
+            f"/v1/twins/{quote(author, safe='')}/answer", json=body, headers=self._headers()
         )
         return response, (time.perf_counter() - started) * 1000
 
     def smoke(self, author: str, version: str, question: str, index_version: str = "") -> SmokeAnswer:
-        """Ask `<author>@<version>` by name. Retries while the service is still loading (503) or
-        has not yet picked up `index_version` (its index poll), until `switch_timeout_s`."""
+        """Ask `<author>` pinned to `version`. Retries a 503 (store or generator busy) a few
+        times, and an answer from an older index until `switch_timeout_s` (the service polls
+        the index alias); anything else fails at once."""
         deadline = time.monotonic() + self.settings.switch_timeout_s
         twin = f"{author}@{version}"
+        unavailable = 0
         while True:
             try:
-                response, ms = self.answer(twin, question)
+                response, ms = self.answer(author, question, version)
             except httpx.HTTPError as exc:
                 raise SmokeFailed(f"smoke request to {twin} failed: {type(exc).__name__}: {exc}") from None
-            retry = response.status_code == 503
+            # a version that cannot be loaded is also a 503 and never recovers: retry a few times only
+            unavailable += response.status_code == 503
+            retry = response.status_code == 503 and unavailable <= UNAVAILABLE_RETRIES
             if response.status_code == 200:
                 try:
                     return check_answer(
