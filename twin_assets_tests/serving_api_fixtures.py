@@ -170,7 +170,7 @@ def build_world(root: Path) -> World:
     from twin_assets.training.base_model import build_tiny_llama
 
     corpus = [c for texts in TEXTS.values() for _, _, c in texts]
-    base = build_tiny_llama(root / "tiny-llama", corpus + ["You are the digital twin. Sources quoted data."])
+    base = build_tiny_llama(root / "tiny-llama", [*corpus, "You are the digital twin. Sources quoted data."])
     artifacts = ArtifactStoreResource(root_dir=str(root / "artifacts"))
     embedder = EmbedderResource()
     world = World(root=root, artifacts=artifacts, embedder=embedder, base=base)

@@ -545,7 +545,8 @@ class TwinService:
                     state.production, state.checked = new, True
                     if old is not None and old.adapter != (new.adapter if new else None):
                         self._retire(old.adapter)
-                    swapped["model"].append(f"{author}@{new.version if new else '-'}")
+                    if old is not None:  # a first load is not a swap
+                        swapped["model"].append(f"{author}@{new.version if new else '-'}")
                 elif new is not None and state.checked:
                     self._ensure_adapter(new)
                 state.checked = True
@@ -558,7 +559,8 @@ class TwinService:
                     loaded = self.index_source.load(author, latest)
                     with state.lock:
                         state.index = loaded
-                    swapped["index"].append(f"{author}@{latest}")
+                    if current is not None:
+                        swapped["index"].append(f"{author}@{latest}")
             except Exception:
                 log.exception("refreshing the index of %s failed; keeping the loaded one", author)
         self._unload_idle()
