@@ -6,6 +6,14 @@ normally; when the script is empty every request gets `server.default` ("ok"). "
 a cooperative model: JSON `{"instruction": ...}` when asked for an instruction, JSON
 `{"score": 4, ...}` when asked to judge, plain generic prose otherwise. Every request is counted
 and kept (`requests`, `bodies`), so tests can assert retries and prove the LLM was used.
+
+ragas' structured prompts (0.4.3 `metrics.collections`: Faithfulness' statement generation and
+NLI verdicts, AnswerRelevancy's question generation) get valid JSON for their schemas, computed
+deterministically from the prompt's `input:` object, so a test can predict the score: each
+sentence of the answer is one statement; a statement is supported (verdict 1) when at least
+half of its words (3+ letters) occur in the context; the generated question is the answer's
+first sentence turned into a question, noncommittal when the answer hedges ("it depends", "not
+sure", "I don't know"). `wrong_schema` answers valid JSON of the wrong shape.
 """
 
 from __future__ import annotations
@@ -17,17 +25,66 @@ import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-BEHAVIOURS = ("ok", "429", "500", "slow", "bad_json", "empty", "truncated")
+BEHAVIOURS = ("ok", "429", "500", "slow", "bad_json", "empty", "truncated", "wrong_schema")
+
+RAGAS_INPUT = "Now perform the same with the following input\ninput: "
+HEDGES = ("it depends", "not sure", "i don't know", "i do not know")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]{3,}", text.lower())
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+
+
+def supported(statement: str, context: str) -> bool:
+    """The fake judge's NLI verdict: most of the statement's words occur in the context."""
+    words = _words(statement)
+    known = set(_words(context))
+    return bool(words) and sum(w in known for w in words) * 2 >= len(words)
+
+
+def _ragas_answer(prompt: str) -> str | None:
+    """Valid JSON for ragas' structured prompts, or None when `prompt` is not one of them."""
+    if RAGAS_INPUT not in prompt:
+        return None
+    raw = prompt.rsplit(RAGAS_INPUT, 1)[1].rsplit("\nOutput:", 1)[0]
+    data = json.loads(raw)
+    if "fully understandable statements" in prompt:  # Faithfulness, step 1
+        return json.dumps({"statements": _sentences(data["answer"])})
+    if "judge the faithfulness of a series of statements" in prompt:  # Faithfulness, step 2
+        verdicts = [
+            {
+                "statement": st,
+                "reason": "words found in the context" if ok else "not in the context",
+                "verdict": int(ok),
+            }
+            for st in data["statements"]
+            for ok in [supported(st, data["context"])]
+        ]
+        return json.dumps({"statements": verdicts})
+    if "noncommittal" in prompt and "response" in data:  # AnswerRelevancy
+        response = data["response"]
+        first = (_sentences(response) or [response])[0].rstrip(".!?")
+        hedging = any(h in response.lower() for h in HEDGES)
+        return json.dumps({"question": f"{first}?", "noncommittal": int(hedging)})
+    return None
 
 
 def _answer(body: dict) -> str:
     messages = body.get("messages", [])
     system = " ".join(m.get("content", "") for m in messages if m.get("role") == "system")
     user = " ".join(m.get("content", "") for m in messages if m.get("role") == "user")
+    ragas = _ragas_answer(user)
+    if ragas is not None:
+        return ragas
     if '"instruction"' in system:
         title = re.search(r"^Title: (.+)$", user, re.M)
         heading = re.search(r"^Section/symbol: (.+)$", user, re.M)
-        subject = (heading or title).group(1) if (heading or title) else "my latest thinking"
+        found = heading or title
+        subject = found.group(1) if found else "my latest thinking"
         return json.dumps({"instruction": f"[fake-llm] Write about {subject}, in my own words."})
     if '"score"' in system:
         return json.dumps({"score": 4, "reason": "a natural request this text fulfils"})
@@ -120,6 +177,8 @@ class FakeOpenAIServer:
                 finish = "stop"
                 if behaviour == "bad_json":
                     content = '{"instruction": "unterminated'
+                elif behaviour == "wrong_schema":
+                    content = json.dumps({"unexpected": "a reply of the wrong shape"})
                 elif behaviour == "empty":
                     content = ""
                 elif behaviour == "truncated":

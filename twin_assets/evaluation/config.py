@@ -26,6 +26,17 @@ class EvaluationConfig(BaseModel):
     samples: int = Field(default=4, ge=0, description="Side-by-side samples kept in the report.")
     judge_items: int = Field(default=8, ge=0, description="Items sent to the judge (it costs tokens).")
     rag_k: int = Field(default=5, ge=1, description="Retrieved chunks per question.")
+    rag_judge_items: int = Field(
+        default=8,
+        ge=0,
+        description="RAG questions the candidate answers from its retrieved chunks for ragas' "
+        "faithfulness and answer relevancy (only with a judge LLM; each costs ~5 judge calls).",
+    )
+    rag_max_prompt_tokens: int = Field(
+        default=1536,
+        ge=64,
+        description="Token cap of a RAG prompt; the lowest-ranked chunks are dropped to fit.",
+    )
     # -- the gate ---------------------------------------------------------------------------
     nll_margin: float = Field(
         default=0.0,

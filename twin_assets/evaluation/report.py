@@ -19,13 +19,24 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from twin_assets.domain.features import RetrievedChunk
 from twin_assets.domain.stores import ArtifactStore, Embedder
 from twin_assets.evaluation import scoring, text_metrics
 from twin_assets.evaluation.config import EvaluationConfig
 from twin_assets.evaluation.gate import GateVerdict, decide
 from twin_assets.evaluation.judge import JudgeItem, JudgeResult, run_judge
 from twin_assets.evaluation.models import BASE, ModelSet, ModelSpec
-from twin_assets.evaluation.rag import RagQuestion, RagResult, Retriever, evaluate_retrieval
+from twin_assets.evaluation.rag import (
+    RagAnswer,
+    RagJudge,
+    RagPromptBuilder,
+    RagQuestion,
+    RagResult,
+    Retriever,
+    judge_answers,
+    measure_retrieval,
+    rag_messages,
+)
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -123,6 +134,10 @@ def run_evaluation(
     rag_questions: Sequence[RagQuestion] = (),
     rag_chunks: Sequence = (),
     retriever: Retriever | None = None,
+    retriever_name: str = "",
+    rag_judge: RagJudge | None = None,
+    rag_prompt: RagPromptBuilder | None = None,
+    rag_prompt_name: str = "",
     log: Callable[[str], None] = lambda _m: None,
 ) -> EvaluationReport:
     """Evaluate every column on the same held-out items; nothing here touches the store."""
@@ -258,8 +273,37 @@ def run_evaluation(
     rag_result = RagResult(configured=False, reason="not requested")
     if cfg.runs("rag"):
         t = time.perf_counter()
-        rag_result = evaluate_retrieval(rag_questions, rag_chunks, retriever, cfg.rag_k)
+        rag_result, retrieved = measure_retrieval(rag_questions, rag_chunks, retriever, cfg.rag_k)
+        rag_result.retriever = retriever_name
         timings["rag"] = time.perf_counter() - t
+        if rag_judge is None:
+            rag_result.judge_reason = "no judge LLM configured"
+        elif embedder is None:
+            rag_result.judge_reason = "no embedder (answer relevancy compares embeddings)"
+        elif not retrieved:
+            rag_result.judge_reason = "nothing was retrieved to answer from"
+        elif cfg.rag_judge_items == 0:
+            rag_result.judge_reason = "rag_judge_items is 0"
+        else:
+            t = time.perf_counter()
+            _judge_rag_answers(
+                rag_result,
+                retrieved[: cfg.rag_judge_items],
+                models=models,
+                names=names,
+                inputs=inputs,
+                cfg=cfg,
+                judge=rag_judge,
+                embedder=embedder,
+                prompt=rag_prompt,
+                prompt_name=rag_prompt_name,
+            )
+            timings["rag_judge"] = time.perf_counter() - t
+            log(
+                f"RAG answers judged in {timings['rag_judge']:.1f}s: faithfulness="
+                f"{fmt(rag_result.faithfulness)}, answer relevancy={fmt(rag_result.answer_relevancy)}, "
+                f"{rag_result.judge_errors} errors"
+            )
 
     gate = decide(rows, cfg, inputs.production)
     timings["total"] = time.perf_counter() - t0
@@ -279,6 +323,118 @@ def run_evaluation(
         seconds={k: round(v, 2) for k, v in timings.items()},
         code_version=evaluation_code_version(),
     )
+
+
+def _fit_rag_prompt(
+    models: ModelSet,
+    prompt: RagPromptBuilder,
+    system: str | None,
+    question: str,
+    chunks: Sequence[RetrievedChunk],
+    max_tokens: int,
+) -> tuple[str, list[str]]:
+    """The rendered RAG prompt within `max_tokens`, and the contexts that are actually in it.
+
+    Lowest-ranked chunks are dropped first, then the last one kept is cut, so the system prompt
+    and the question are never truncated away and faithfulness is judged against exactly the text
+    the model saw."""
+    tok = models.tokenizer
+    kept = list(chunks)
+
+    def render(cs: Sequence[RetrievedChunk]) -> str:
+        return models.chat_prompt(prompt(system, question, cs))
+
+    def size(text: str) -> int:
+        return len(tok(text, add_special_tokens=False)["input_ids"])
+
+    text = render(kept)
+    while len(kept) > 1 and size(text) > max_tokens:
+        kept.pop()
+        text = render(kept)
+    if kept and size(text) > max_tokens:
+        content = kept[0].content
+        over = size(text) - max_tokens
+        while over > 0 and content:
+            content = content[: max(0, len(content) - max(over * 2, 16))]
+            kept = [kept[0].model_copy(update={"content": content})]
+            text = render(kept)
+            over = size(text) - max_tokens
+        kept = [c for c in kept if c.content]
+        text = render(kept)
+    return text, [c.content for c in kept]
+
+
+def _judge_rag_answers(
+    result: RagResult,
+    retrieved: Sequence[tuple[RagQuestion, list[RetrievedChunk]]],
+    *,
+    models: ModelSet,
+    names: Sequence[str],
+    inputs: EvaluationInputs,
+    cfg: EvaluationConfig,
+    judge: RagJudge,
+    embedder: Embedder,
+    prompt: RagPromptBuilder | None,
+    prompt_name: str,
+) -> None:
+    """The candidate answers the RAG questions from what was retrieved; ragas judges the answers."""
+    from twin_assets.evaluation.generation import generate_batched
+
+    candidate = "dpo" if "dpo" in names else "sft" if "sft" in names else BASE
+    builder = prompt or rag_messages
+    result.judge_configured = True
+    result.judge = judge.name
+    result.answer_model = candidate
+    result.prompt = prompt_name or ("serving" if prompt is not None else "evaluation.rag.rag_messages")
+    items = [(q, chunks) for q, chunks in retrieved if chunks]
+    if not items:
+        result.judge_reason = "no question retrieved any chunk"
+        return
+    fitted = [
+        _fit_rag_prompt(models, builder, inputs.system_prompt, q.question, chunks, cfg.rag_max_prompt_tokens)
+        for q, chunks in items
+    ]
+    with models.use(candidate) as model:
+        gens = generate_batched(
+            model,
+            models.tokenizer,
+            [text for text, _ in fitted],
+            eos_ids=models.eos_ids,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+            max_prompt_tokens=cfg.rag_max_prompt_tokens,
+        )
+    answers = [
+        RagAnswer(question=q.question, answer=g.text, contexts=contexts)
+        for (q, _), (_, contexts), g in zip(items, fitted, gens, strict=True)
+    ]
+    result.judged_items = len(answers)
+    try:
+        judged = judge_answers(answers, judge, embedder)
+    except Exception as exc:  # the judge could not even be set up: recorded, never a number
+        result.judge_errors = len(answers)
+        result.judge_error_reasons = {f"judge setup failed: {type(exc).__name__}": len(answers)}
+        result.judge_error_examples = [str(exc)[:300]]
+        return
+    faith = [x for x in judged.faithfulness if x is not None]
+    relevancy = [x for x in judged.answer_relevancy if x is not None]
+    result.faithfulness = sum(faith) / len(faith) if faith else None
+    result.faithfulness_items = len(faith)
+    result.answer_relevancy = sum(relevancy) / len(relevancy) if relevancy else None
+    result.answer_relevancy_items = len(relevancy)
+    result.judge_errors = judged.errors
+    result.judge_error_reasons = judged.error_reasons
+    result.judge_error_examples = judged.error_examples
+    result.samples = [
+        {
+            "question": a.question,
+            "answer": a.answer,
+            "contexts": a.contexts,
+            "faithfulness": judged.faithfulness[i],
+            "answer_relevancy": judged.answer_relevancy[i],
+        }
+        for i, a in enumerate(answers[: cfg.samples])
+    ]
 
 
 # -- rendering -----------------------------------------------------------------------------
@@ -330,6 +486,21 @@ def table_records(report: EvaluationReport) -> list[dict]:
     return out
 
 
+def _rag_judge_rows(rag: RagResult) -> str:
+    """Faithfulness and answer relevancy: a number only when ragas produced one."""
+    if not rag.judge_configured:
+        note = rag.judge_note()
+        return f"| faithfulness (ragas, judge) | {note} |\n| answer relevancy (ragas, judge) | {note} |\n"
+
+    def cell(value: float | None, items: int) -> str:
+        return f"{fmt(value)} (n={items})" if value is not None else rag.judge_note()
+
+    return (
+        f"| faithfulness (ragas, judge) | {cell(rag.faithfulness, rag.faithfulness_items)} |\n"
+        f"| answer relevancy (ragas, judge) | {cell(rag.answer_relevancy, rag.answer_relevancy_items)} |\n"
+    )
+
+
 def render_markdown(report: EvaluationReport) -> str:
     cols = [c for c in COLUMN_ORDER if c in report.rows]
     head = (
@@ -366,9 +537,17 @@ def render_markdown(report: EvaluationReport) -> str:
             f"## RAG retrieval (k={rag.k}, {rag.questions} questions)\n\n| metric | value |\n|---|---:|\n"
             f"| hit rate@{rag.k} | {fmt(rag.hit_rate)} |\n| MRR | {fmt(rag.mrr)} |\n"
             f"| context precision (ragas, non-LLM) | {fmt(rag.context_precision)} |\n"
-            f"| context recall (ragas, non-LLM) | {fmt(rag.context_recall)} |\n"
-            "| faithfulness / answer relevancy | not configured |\n"
+            f"| context recall (ragas, non-LLM) | {fmt(rag.context_recall)} |\n" + _rag_judge_rows(rag)
         )
+        if rag.retriever:
+            lines.append(f"Retriever under test: {rag.retriever}\n")
+        if rag.judge_configured:
+            lines.append(
+                f"Judge: {rag.judge}; answers by the {rag.answer_model} model with prompt "
+                f"{rag.prompt}; {rag.judged_items} answers, faithfulness scored on "
+                f"{rag.faithfulness_items}, answer relevancy on {rag.answer_relevancy_items}; "
+                f"errors: {rag.judge_errors} {json.dumps(rag.judge_error_reasons)}\n"
+            )
     else:
         lines.append(f"## RAG retrieval\n\nnot measured: {rag.reason or 'no questions'}\n")
     if report.samples:

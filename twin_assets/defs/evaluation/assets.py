@@ -26,7 +26,7 @@ from twin_assets.domain.features import RetrievedChunk
 from twin_assets.domain.models import ModelCard, ModelKind
 from twin_assets.evaluation.config import EvaluationConfig
 from twin_assets.evaluation.models import BASE, ModelSpec
-from twin_assets.evaluation.rag import RagQuestion, Retriever
+from twin_assets.evaluation.rag import RagJudge, RagQuestion, RagResult, Retriever
 from twin_assets.evaluation.report import (
     REPORT_PNG,
     EvaluationInputs,
@@ -91,6 +91,31 @@ def _production(
     return None, None
 
 
+def _rag_judge(llm: TextGeneratorResource) -> tuple[RagJudge | None, str]:
+    """ragas' LLM metrics need an OpenAI-compatible server: the project's LLM resource, handed
+    down as plain values (the evaluation package never sees a resource)."""
+    if llm.backend == "openai" and llm.base_url and llm.model:
+        judge = RagJudge(
+            base_url=llm.base_url,
+            model=llm.model,
+            api_key=llm.api_key,  # pyright: ignore[reportArgumentType] (pydantic coerces to SecretStr)
+            timeout_s=llm.timeout_s,
+            max_retries=llm.max_retries,
+            concurrency=llm.max_concurrency,
+        )
+        return judge, ""
+    if llm.backend == "openai":
+        return None, "the LLM resource has no base_url or model (TWIN_LLM_BASE_URL, TWIN_LLM_MODEL)"
+    if llm.uses_llm:
+        return None, f"the {llm.backend!r} LLM backend is not an OpenAI-compatible server ragas can call"
+    return None, ""
+
+
+def _rag_number(value: float | None, rag: RagResult) -> float | str:
+    """A float only when ragas measured it; otherwise why not (never a made-up number)."""
+    return value if value is not None else rag.judge_note()
+
+
 def _metadata(report: EvaluationReport, artifacts: ArtifactStoreResource, evaluated: bool) -> dict:
     key = evaluation_key(report.author, report.version)
     png_path = artifacts.local_path(f"{key}/{REPORT_PNG}")
@@ -108,6 +133,8 @@ def _metadata(report: EvaluationReport, artifacts: ArtifactStoreResource, evalua
         "numbers": dg.MetadataValue.json(report.rows),
         "judge": dg.MetadataValue.json(report.judge.model_dump(mode="json")),
         "rag": dg.MetadataValue.json(report.rag.model_dump(mode="json")),
+        "rag_faithfulness": _rag_number(report.rag.faithfulness, report.rag),
+        "rag_answer_relevancy": _rag_number(report.rag.answer_relevancy, report.rag),
         "seconds": dg.MetadataValue.json(report.seconds),
         "report_uri": dg.MetadataValue.url(artifacts.uri(key))
         if artifacts.uses_s3
@@ -233,6 +260,7 @@ def evaluation_report(
         _, pref_test, _ = load_rows(artifacts, author, "preference", dpo.dataset_version)
     chunks_version = upstream_data_version(context, EMBEDDED_CHUNKS) or ""
     judge = llm.get_generator() if cfg.runs("judge") and llm.uses_llm else None
+    rag_judge, rag_judge_note = _rag_judge(llm) if cfg.runs("rag") else (None, "")
     inputs = EvaluationInputs(
         author=author,
         base_dir=base_dir,
@@ -249,7 +277,11 @@ def evaluation_report(
             "embedded_chunks": chunks_version,
         },
     )
-    extra = {"judge": judge.name if judge is not None else "", "embedder": embedder.model_name}
+    extra = {
+        "judge": judge.name if judge is not None else "",
+        "rag_judge": rag_judge.name if rag_judge is not None else "",
+        "embedder": embedder.model_name,
+    }
     version = evaluation_version(inputs, cfg, extra)
     report = load_report(artifacts, author, version)
     evaluated_now = report is None
@@ -274,14 +306,18 @@ def evaluation_report(
             cfg,
             version=version,
             judge=judge,
-            embedder=embedder if cfg.runs("generation") else None,
+            embedder=embedder,
             rag_questions=rag_questions,
             rag_chunks=chunks,
             retriever=retriever,
+            retriever_name=f"Qdrant top-k dense retrieval ({qdrant.collection})" if retriever else "",
+            rag_judge=rag_judge,
             log=context.log.info,
         )
         if not chunks_version and cfg.runs("rag"):
             report.rag.reason = "embedded_chunks is not materialized for this author"
+        if rag_judge_note and not report.rag.judge_configured:
+            report.rag.judge_reason = rag_judge_note
         save_report(artifacts, report)
         tracking = _track(wandb, report)
         context.log.info(f"evaluation logged to W&B ({tracking.get('mode', 'disabled')})")
