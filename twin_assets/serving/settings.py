@@ -84,10 +84,8 @@ class ServeSettings(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> ServeSettings:
-        if self.default_max_tokens > self.max_tokens:
-            raise ValueError(
-                f"default_max_tokens ({self.default_max_tokens}) exceeds max_tokens ({self.max_tokens})"
-            )
+        # a lowered cap lowers the default with it (a default above the cap could never be used)
+        self.default_max_tokens = min(self.default_max_tokens, self.max_tokens)
         if self.rag_k > self.rag_max_k:
             raise ValueError(f"rag_k ({self.rag_k}) exceeds rag_max_k ({self.rag_max_k})")
         if self.generator == "openai" and not self.openai_base_url:
