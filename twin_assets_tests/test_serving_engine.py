@@ -12,7 +12,7 @@ import pytest
 
 from twin_assets.serving.engine import GenerationStream, LocalGenerator
 from twin_assets.serving.sampling import RowText
-from twin_assets.serving.types import GenerationParams
+from twin_assets.serving.types import GenerationOutput, GenerationParams
 
 CORPUS = [
     f"Post {i}: when a queue backs up, I measure before I tune. Lesson {i}: latency hides in retries."
@@ -83,7 +83,7 @@ def gen(models):
     generator.close()
 
 
-async def _collect(handle: GenerationStream) -> tuple[list[str], object]:
+async def _collect(handle: GenerationStream) -> tuple[list[str], GenerationOutput]:
     deltas = [delta async for delta in handle]
     return deltas, await handle.result()
 
@@ -234,7 +234,8 @@ def test_cancel_frees_the_row_and_the_batch_continues(models):
         queued.cancel()
         out = queued.wait(1)
         assert (out.finish_reason, out.completion_tokens) == ("cancelled", 0)
-        blocker.wait(60), blocker2.wait(60)
+        blocker.wait(60)
+        blocker2.wait(60)
         assert queued.batch_size is None
     finally:
         generator.close()
