@@ -91,6 +91,31 @@ def _production(
     return None, None
 
 
+def _snapshot_version(artifacts: ArtifactStoreResource, author: str) -> str | None:
+    """The author's published index snapshot (what the endpoint searches), if any."""
+    try:
+        from twin_assets.serving.snapshot import latest_index_version
+    except ImportError:  # the serving package is optional until it lands
+        return None
+    return latest_index_version(artifacts, author)
+
+
+def _serving_retriever(
+    artifacts: ArtifactStoreResource,
+    author: str,
+    version: str,
+    embedder: EmbedderResource,
+    llm: TextGeneratorResource,
+) -> Retriever:
+    """The endpoint's RAG pipeline (self-query, expansion, hybrid search, rerank; the LLM when
+    configured, as the service uses it) over the published snapshot `version`."""
+    from twin_assets.serving.rag import RagConfig, RagPipeline
+    from twin_assets.serving.snapshot import load_index
+
+    pipeline = RagPipeline(embedder, RagConfig(), llm=llm.get_generator() if llm.uses_llm else None)
+    return pipeline.as_retriever(load_index(artifacts, author, version))
+
+
 def _rag_judge(llm: TextGeneratorResource) -> tuple[RagJudge | None, str]:
     """ragas' LLM metrics need an OpenAI-compatible server: the project's LLM resource, handed
     down as plain values (the evaluation package never sees a resource)."""
@@ -277,8 +302,10 @@ def evaluation_report(
             "embedded_chunks": chunks_version,
         },
     )
+    snapshot = _snapshot_version(artifacts, author) if cfg.runs("rag") and chunks_version else None
     extra = {
         "judge": judge.name if judge is not None else "",
+        "index_snapshot": snapshot or "",
         "rag_judge": rag_judge.name if rag_judge is not None else "",
         "embedder": embedder.model_name,
     }
@@ -289,6 +316,7 @@ def evaluation_report(
         rag_questions: list[RagQuestion] = []
         chunks: list = []
         retriever: Retriever | None = None
+        retriever_name = ""
         if cfg.runs("rag") and chunks_version:
             chunks = warehouse.get_store().find_chunks(author)
             rag_questions = [
@@ -296,10 +324,25 @@ def evaluation_report(
                 for r in sorted(inst_test, key=lambda r: r["id"])[: cfg.max_items]
             ]
 
-            def retrieve(query: str, k: int) -> list[RetrievedChunk]:
-                return qdrant.retrieve(query, author, k, embedder=embedder)
+            unusable = ""
+            if snapshot:
+                try:
+                    retriever = _serving_retriever(artifacts, author, snapshot, embedder, llm)
+                    retriever_name = f"the serving RAG pipeline over index snapshot {snapshot}"
+                except (LookupError, ValueError) as exc:  # missing/inconsistent snapshot files
+                    unusable = f"index snapshot {snapshot} is unusable ({exc})"
+                    context.log.warning(unusable)
+            if retriever is None:
 
-            retriever = retrieve
+                def retrieve(query: str, k: int) -> list[RetrievedChunk]:
+                    return qdrant.retrieve(query, author, k, embedder=embedder)
+
+                retriever = retrieve
+                why = unusable or "no index snapshot is published for this author"
+                retriever_name = (
+                    f"plain Qdrant top-k dense retrieval ({qdrant.collection}): {why}, so the "
+                    "endpoint's pipeline could not be measured"
+                )
 
         report = run_evaluation(
             inputs,
@@ -310,7 +353,7 @@ def evaluation_report(
             rag_questions=rag_questions,
             rag_chunks=chunks,
             retriever=retriever,
-            retriever_name=f"Qdrant top-k dense retrieval ({qdrant.collection})" if retriever else "",
+            retriever_name=retriever_name,
             rag_judge=rag_judge,
             log=context.log.info,
         )
