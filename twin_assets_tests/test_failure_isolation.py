@@ -458,10 +458,17 @@ def qdrant(tmp_path) -> QdrantResource:
     return QdrantResource(path=str(tmp_path / "qdrant"), collection="test_chunks")
 
 
-def test_feature_assets_warn_and_fail_only_when_nothing_is_usable(warehouse, qdrant, embedder, monkeypatch):
+def test_feature_assets_warn_and_fail_only_when_nothing_is_usable(
+    warehouse, qdrant, embedder, monkeypatch, tmp_path
+):
     warehouse.get_store().upsert_documents(fp.corpus())
     raw = dg.AssetSpec("raw_documents", partitions_def=authors_partitions)
-    resources = {"warehouse": warehouse, "embedder": embedder, "qdrant": qdrant}
+    resources = {
+        "warehouse": warehouse,
+        "embedder": embedder,
+        "qdrant": qdrant,
+        "artifacts": ArtifactStoreResource(root_dir=str(tmp_path / "artifacts")),
+    }
     assets = [raw, fa.cleaned_documents, fa.chunks, fa.embedded_chunks]
     selection = ["cleaned_documents", "chunks", "embedded_chunks"]
     monkeypatch.setattr(incremental, "clean_document", _failing_for(BAD_LINK, incremental.clean_document))

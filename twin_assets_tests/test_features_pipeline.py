@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from resources.artifacts import ArtifactStoreResource
 from resources.embedder import EmbedderResource
 from resources.vector_store import QdrantResource
 from twin_assets.defs.features import assets as fa
@@ -240,10 +241,11 @@ def test_bookkeeping_repairs_orphans_and_lost_points(warehouse, qdrant, embedder
     assert all(all_checks(store, qdrant, embedder).values())
 
 
-def test_assets_and_checks_through_dagster(warehouse, qdrant, embedder):
+def test_assets_and_checks_through_dagster(warehouse, qdrant, embedder, tmp_path):
     warehouse.get_store().upsert_documents(corpus())
     raw = dg.AssetSpec("raw_documents", partitions_def=authors_partitions)
-    resources = {"warehouse": warehouse, "embedder": embedder, "qdrant": qdrant}
+    artifacts = ArtifactStoreResource(root_dir=str(tmp_path / "artifacts"))
+    resources = {"warehouse": warehouse, "embedder": embedder, "qdrant": qdrant, "artifacts": artifacts}
     assets = [raw, fa.cleaned_documents, fa.chunks, fa.embedded_chunks]
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("authors", [AUTHOR])
@@ -275,6 +277,10 @@ def test_assets_and_checks_through_dagster(warehouse, qdrant, embedder):
         mats2 = {m.asset_key.path[-1]: m for m in again.get_asset_materialization_events()}
         emb_meta = mats2["embedded_chunks"].materialization.metadata
         assert emb_meta["chunks_embedded"].value == 0 and emb_meta["unchanged"].value == 4
+        # the service's index: published once, the same version again for unchanged data
+        first_index = mats["embedded_chunks"].materialization.metadata["index_version"].value
+        assert emb_meta["index_version"].value == first_index
+        assert artifacts.read_alias(f"indexes/{AUTHOR}", "latest") == first_index
         for key in ("cleaned_documents", "chunks", "embedded_chunks"):
             assert (
                 mats[key].materialization.tags["dagster/data_version"]
@@ -282,12 +288,17 @@ def test_assets_and_checks_through_dagster(warehouse, qdrant, embedder):
             )
 
 
-def test_new_raw_documents_materialization_requests_the_feature_assets(warehouse, qdrant):
+def test_new_raw_documents_materialization_requests_the_feature_assets(warehouse, qdrant, tmp_path):
     raw = dg.AssetSpec("raw_documents", partitions_def=authors_partitions)
     # resources are only declared here (nothing connects or loads until an asset runs)
     defs = dg.Definitions(
         assets=[raw, fa.cleaned_documents, fa.chunks, fa.embedded_chunks],
-        resources={"warehouse": warehouse, "embedder": EmbedderResource(), "qdrant": qdrant},
+        resources={
+            "warehouse": warehouse,
+            "embedder": EmbedderResource(),
+            "qdrant": qdrant,
+            "artifacts": ArtifactStoreResource(root_dir=str(tmp_path / "artifacts")),
+        },
     )
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("authors", [AUTHOR, "bob"])

@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from resources.artifacts import ArtifactStoreResource
 from resources.author_registry import AuthorRegistryResource
 from resources.crawler import CrawlerResource
 from resources.embedder import EmbedderResource
@@ -54,6 +55,7 @@ def pipeline(tmp_path_factory, mongo_server):
         "warehouse": WarehouseResource(uri=mongo_server.uri, database="e2e"),
         "embedder": EmbedderResource(),
         "qdrant": QdrantResource(path=str(root / "qdrant")),
+        "artifacts": ArtifactStoreResource(root_dir=str(root / "artifacts")),
     }
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 import dagster as dg
 
+from resources.artifacts import ArtifactStoreResource
 from resources.embedder import EmbedderResource
 from resources.vector_store import QdrantResource
 from resources.warehouse import WarehouseResource
@@ -28,6 +29,7 @@ from twin_assets.features import incremental, validation
 from twin_assets.features.chunking import CHUNKER_VERSION
 from twin_assets.features.cleaning import CLEANER_VERSION
 from twin_assets.features.reporting import category_table, chunk_preview, token_histogram
+from twin_assets.serving.snapshot import build_snapshot, index_uri, publish_snapshot
 
 RAW_DOCUMENTS = dg.AssetKey("raw_documents")
 TOKEN_LIMIT = "chunks_within_token_limit"
@@ -214,11 +216,16 @@ def embedded_chunks(
     warehouse: WarehouseResource,
     embedder: EmbedderResource,
     qdrant: QdrantResource,
+    artifacts: ArtifactStoreResource,
 ) -> dg.MaterializeResult:
-    """Chunk vectors in Qdrant (the RAG snapshot), with citation payloads.
+    """Chunk vectors in Qdrant (the RAG snapshot), with citation payloads, and the read-only
+    index version the inference service loads.
 
     Only chunks of new/changed documents are embedded; points of changed or deleted documents
     are removed. The checks run in this step, on the same client (the local folder is locked).
+    When they pass, the author's points are published as an immutable, content-addressed index
+    version (`indexes/<author>/<version>`, alias `latest`): the service never opens the Qdrant
+    folder this step writes, and an unchanged author publishes nothing new.
     """
     author_id = context.partition_key
     store = warehouse.get_store()
@@ -230,6 +237,13 @@ def embedded_chunks(
         dim_ok, dim_meta = validation.check_dimension(index, author_id, embedder.dimension)
         orphan_ok, orphan_meta = validation.check_no_orphans(store, index, author_id, excused)
         points = index.count(author_id)
+        publish: dict[str, str] = {}
+        if once_ok and dim_ok and orphan_ok:  # a failed check blocks downstream: publish nothing
+            dates = {d.id: d.published_at for d in store.get_documents(author_id)}
+            snapshot = build_snapshot(index.scroll(author_id, with_vectors=True), dates, embedder.model_name)
+            version = publish_snapshot(artifacts, author_id, snapshot)
+            publish = {"index_version": version, "index_uri": index_uri(artifacts, author_id, version)}
+            context.log.info(f"retrieval index {version} published ({snapshot.count} chunks)")
     return dg.MaterializeResult(
         metadata={
             **_stats_metadata(stats),
@@ -242,6 +256,7 @@ def embedded_chunks(
             "dimension": embedder.dimension,
             "collection": qdrant.collection,
             "qdrant": "server" if not qdrant.is_local else "local",
+            **publish,
         },
         data_version=dg.DataVersion(incremental.embedded_version(store, author_id, embedder.model_name)),
         check_results=[
