@@ -99,6 +99,13 @@ class RowText:
             self._prefix, self._read = self._read, len(self.tokens)
         return self._release(final=False)
 
+    def add_text(self, text: str) -> str:
+        """Add already-decoded text (a remote server's delta); returns the newly stable text."""
+        if self.finished or self.stopped:
+            return ""
+        self.text += text
+        return self._release(final=False)
+
     def finish(self) -> str:
         """End the row: flush what was held back (an incomplete character is emitted as U+FFFD,
         a partial stop string as the text it is). Returns the last delta."""
