@@ -155,9 +155,14 @@ class GenerationStream:
             now = time.monotonic()
             if limit is not None and now >= limit:
                 raise TimeoutError("the request has not finished")
-            slice_end = min(x for x in (limit, self.deadline + 0.05) if x is not None)
-            if not self._done.wait(max(0.0, slice_end - now)) and time.monotonic() >= self.deadline:
-                self._expire()
+            if now >= self.deadline:
+                self._expire()  # the producer resolves it at its next step
+                step = 0.05
+            else:
+                step = self.deadline - now
+            if limit is not None:
+                step = min(step, limit - now)
+            self._done.wait(step)
         assert self._output is not None
         return self._output
 
@@ -492,9 +497,16 @@ class LocalGenerator:
                     for request in batch:  # back in front of the queue, for _drain to fail them
                         self._queue.queue.appendleft(request)
                     break
-                self._reap()
-                self._run_batch(batch)
-                self._reap()
+                try:
+                    self._reap()
+                    self._run_batch(batch)
+                    self._reap()
+                except Exception as exc:  # a bug or a failing peft call: fail the batch, keep serving
+                    log.exception("generation worker error")
+                    with self._lock:
+                        self._running = []
+                    for request in batch:
+                        self._complete(request, "error", 0, f"generation failed: {type(exc).__name__}: {exc}")
                 if closing:
                     break
         finally:
