@@ -14,7 +14,6 @@ asset's metadata records which index the live twin retrieves from. Nothing retra
 assets retrain on a new DATASET version only. A re-run on an unchanged version moves no alias.
 """
 
-
 import dagster as dg
 from pydantic import Field
 
