@@ -12,6 +12,7 @@ Configuration: the TWIN_SERVE_* variables (`SERVE_ENV`, read by `settings_from_e
 |---|---|---|
 | TWIN_SERVE_HOST | host | 127.0.0.1 |
 | TWIN_SERVE_PORT | port | 8008 |
+| TWIN_SERVE_MODEL | model (the twin SageMaker's /invocations answers as) | - |
 | TWIN_SERVE_AUTH | auth (API keys required) | true |
 | TWIN_SERVE_AUTHORS | authors served (comma-separated) | every author of the registry |
 | TWIN_SERVE_GENERATOR | generator: local or openai | local |
@@ -67,6 +68,7 @@ SERVE_ENV: dict[str, str] = {
     "TWIN_SERVE_PORT": "port",
     "TWIN_SERVE_AUTH": "auth",
     "TWIN_SERVE_AUTHORS": "authors",
+    "TWIN_SERVE_MODEL": "model",
     "TWIN_SERVE_GENERATOR": "generator",
     "TWIN_SERVE_BASE_MODEL": "base_model",
     "TWIN_SERVE_DEVICE": "device",
@@ -179,17 +181,25 @@ def build_generator(settings: ServeSettings):
         return OpenAIGenerator(
             settings.openai_base_url,
             api_key=settings.openai_api_key,
-            models=settings.openai_models,
+            model_map=settings.openai_models,
             default_model=settings.openai_default_model,
             timeout_s=settings.request_timeout_s,
         )
+    from transformers import AutoTokenizer
+
     from twin_assets.serving.engine import LocalGenerator
     from twin_assets.training.base_model import resolve_base_model
+    from twin_assets.training.chat import resolve_chat_template
 
+    base = resolve_base_model(settings.base_model or None)
+    # the template the adapters were trained with (training resolves it from the same base
+    # tokenizer), not the base model's own default, which adds a system prompt of its own
+    template = resolve_chat_template(AutoTokenizer.from_pretrained(base))
     return LocalGenerator(
-        resolve_base_model(settings.base_model or None),
+        base,
         device=settings.device,
         max_batch_size=settings.max_batch_size,
+        chat_template=template,
     )
 
 

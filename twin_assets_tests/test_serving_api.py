@@ -163,6 +163,28 @@ def test_answer_endpoint_cites_the_author_and_reports_versions_and_timings(stack
             assert stage in data["timings_ms"]
 
 
+def test_sagemaker_ping_and_invocations(stack):
+    """SageMaker's two routes: /ping is readiness, /invocations answers as the twin named in
+    the body (or the pinned TWIN_SERVE_MODEL), with the same keys, scopes and errors."""
+    assert httpx.get(stack["url"] + "/ping").status_code == 200
+    version = stack["world"].versions[BOB]
+    r = _post(
+        stack, "/invocations", {"question": QUESTION, "max_tokens": 4, "k": 2, "model": f"{BOB}@{version}"}
+    )
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert data["model_version"] == version and data["author"] == BOB
+    assert data["citations"] and all(c["link"].startswith(f"https://{BOB}.") for c in data["citations"])
+    # no twin named and none pinned in this process: a precise 400, not a 500
+    r = _post(stack, "/invocations", {"question": QUESTION})
+    assert r.status_code == 400 and "TWIN_SERVE_MODEL" in r.json()["error"]["message"]
+    # the alice-only key may not ask bob, here either; no key at all is a 401
+    assert _post(stack, "/invocations", {"question": QUESTION, "model": BOB}, key="alice").status_code == 403
+    assert _post(stack, "/invocations", {"question": QUESTION, "model": BOB}, key=None).status_code == 401
+    r = _post(stack, "/invocations", {"question": QUESTION, "model": f"{BOB}@nope", "version": version})
+    assert r.status_code == 400
+
+
 def test_answer_streams_start_deltas_end(stack):
     body = {"question": QUESTION, "max_tokens": 6, "stream": True}
     with httpx.stream(
@@ -340,6 +362,7 @@ def test_health_readiness_and_metrics(stack):
     ready = httpx.get(stack["url"] + "/readyz").json()
     assert ready["ready"] and set(ready["authors"]) == {ALICE, BOB}
     _post(stack, f"/v1/twins/{ALICE}/answer", {"question": QUESTION, "max_tokens": 4})
+    assert _post(stack, "/v1/chat/completions", {"model": ALICE}, key=None).status_code == 401
     text = httpx.get(stack["url"] + "/metrics").text
     assert 'twin_requests_total{route="/v1/twins/{author}/answer",status="200"}' in text
     assert 'twin_requests_total{route="/v1/chat/completions",status="401"}' in text

@@ -37,7 +37,14 @@ from twin_assets.serving import schemas
 from twin_assets.serving.keys import KeyRing, KeyStoreUnavailable, redact_keys
 from twin_assets.serving.limits import LimitExceeded, RateLimiter, RequestLimits
 from twin_assets.serving.metrics import CONTENT_TYPE, ServiceMetrics
-from twin_assets.serving.service import AnswerResult, RagOptions, ServiceError, Turn, TwinService
+from twin_assets.serving.service import (
+    AnswerResult,
+    InvalidRequest,
+    RagOptions,
+    ServiceError,
+    Turn,
+    TwinService,
+)
 from twin_assets.serving.settings import ServeSettings
 from twin_assets.serving.types import GenerationParams, RetrievalResult, SearchFilters
 
@@ -635,66 +642,107 @@ def create_app(
 
         return await guarded(call, work)
 
+    @app.get("/ping")
+    async def ping() -> JSONResponse:
+        """SageMaker's health check: 200 once warmed up (same as /readyz)."""
+        return await readyz()
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        """SageMaker's inference route: an /answer request whose twin is named in `model`, or
+        the container's pinned twin (TWIN_SERVE_MODEL). The endpoint is reached through AWS's
+        signed InvokeEndpoint, so the container usually runs with TWIN_SERVE_AUTH=false; with
+        auth on, the same bearer keys apply."""
+        call = _Call(route="/invocations")
+
+        async def work() -> Response:
+            call.key_id, record_ = authenticate(request)
+            rate_limit(request, call.key_id)
+            body = await read_body(request, schemas.InvocationRequest)
+            model = body.model or settings.model
+            if not model:
+                raise InvalidRequest("no twin named: send 'model' or set TWIN_SERVE_MODEL")
+            author, _, version = model.partition("@")
+            if version and body.version and version != body.version:
+                raise InvalidRequest(f"'model' pins {version} but 'version' asks for {body.version}")
+            pinned = body.model_copy(update={"version": version or body.version})
+            return await run_answer(call, request, author, pinned, record_)
+
+        return await guarded(call, work)
+
     @app.post(ROUTE_ANSWER)
     async def answer(author: str, request: Request) -> Response:
         call = _Call(route=ROUTE_ANSWER, author=author, model=author)
 
         async def work() -> Response:
-            call.key_id, record_ = authenticate(request)
-            rate_limit(request, call.key_id)
-            check_scope(record_, author)
-            service.check_author(author)
-            body = await read_body(request, schemas.AnswerRequest)
-            call.question = body.question
-            call.model = f"{author}@{body.version}" if body.version else author
-            limits.check_messages(len(body.history) + 1)
-            params = generation_params(
-                body.max_tokens, body.temperature, body.top_p, body.stop or [], body.seed
-            )
-            filters = SearchFilters.model_validate(body.filters.model_dump()) if body.filters else None
-            turn = await service.start_answer(
-                author,
-                body.question,
-                [m.model_dump() for m in body.history],
-                params,
-                rag=RagOptions(k=body.k, filters=filters),
-                version=body.version,
-            )
-            call.take_turn(turn)
-            answer_id = f"ans-{schemas.completion_id()[9:]}"
-            if not body.stream:
-                try:
-                    result = await asyncio.wait_for(turn.finish(), timeout=settings.request_timeout_s)
-                except BaseException:
-                    turn.cancel()
-                    raise
-                call.take_result(result)
-                completion_status(call, result)
-                return JSONResponse(answer_body(answer_id, result).model_dump(mode="json"))
-
-            def first() -> str:
-                return sse(
-                    {
-                        "type": "start",
-                        "id": answer_id,
-                        "model": call.model,
-                        "model_version": turn.ref.version,
-                        "index_version": turn.index_version,
-                        "citations": [c.model_dump(mode="json") for c in turn.citations],
-                    }
-                )
-
-            def last(result: AnswerResult) -> list[str]:
-                final = answer_body(answer_id, result).model_dump(mode="json")
-                return [sse({"type": "end", **final})]
-
-            return StreamingResponse(
-                stream_turn(call, turn, first, lambda piece: sse({"type": "delta", "content": piece}), last),
-                media_type="text/event-stream",
-                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-            )
+            return await run_answer(call, request, author, None)
 
         return await guarded(call, work)
+
+    async def run_answer(
+        call: _Call,
+        request: Request,
+        author: str,
+        parsed: schemas.AnswerRequest | None,
+        authenticated: Any = None,
+    ) -> Response:
+        """One body for /v1/twins/{author}/answer and /invocations (which authenticates and
+        parses first, since its twin comes from the body)."""
+        call.author = call.model = author
+        if parsed is None:
+            call.key_id, record_ = authenticate(request)
+            rate_limit(request, call.key_id)
+        else:
+            record_ = authenticated
+        check_scope(record_, author)
+        service.check_author(author)
+        body = parsed if parsed is not None else await read_body(request, schemas.AnswerRequest)
+        call.question = body.question
+        call.model = f"{author}@{body.version}" if body.version else author
+        limits.check_messages(len(body.history) + 1)
+        params = generation_params(body.max_tokens, body.temperature, body.top_p, body.stop or [], body.seed)
+        filters = SearchFilters.model_validate(body.filters.model_dump()) if body.filters else None
+        turn = await service.start_answer(
+            author,
+            body.question,
+            [m.model_dump() for m in body.history],
+            params,
+            rag=RagOptions(k=body.k, filters=filters),
+            version=body.version,
+        )
+        call.take_turn(turn)
+        answer_id = f"ans-{schemas.completion_id()[9:]}"
+        if not body.stream:
+            try:
+                result = await asyncio.wait_for(turn.finish(), timeout=settings.request_timeout_s)
+            except BaseException:
+                turn.cancel()
+                raise
+            call.take_result(result)
+            completion_status(call, result)
+            return JSONResponse(answer_body(answer_id, result).model_dump(mode="json"))
+
+        def first() -> str:
+            return sse(
+                {
+                    "type": "start",
+                    "id": answer_id,
+                    "model": call.model,
+                    "model_version": turn.ref.version,
+                    "index_version": turn.index_version,
+                    "citations": [c.model_dump(mode="json") for c in turn.citations],
+                }
+            )
+
+        def last(result: AnswerResult) -> list[str]:
+            final = answer_body(answer_id, result).model_dump(mode="json")
+            return [sse({"type": "end", **final})]
+
+        return StreamingResponse(
+            stream_turn(call, turn, first, lambda piece: sse({"type": "delta", "content": piece}), last),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     def answer_body(answer_id: str, result: AnswerResult) -> schemas.AnswerResponse:
         return schemas.AnswerResponse(

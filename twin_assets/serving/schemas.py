@@ -286,6 +286,13 @@ class AnswerResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
+class InvocationRequest(AnswerRequest):
+    """SageMaker's POST /invocations: an answer request naming its twin in `model` ('<author>'
+    or '<author>@<version>'); without it, the container's pinned twin (TWIN_SERVE_MODEL)."""
+
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+
+
 class SearchRequest(_Strict):
     question: Annotated[str, Field(min_length=1, max_length=MAX_QUESTION_CHARS)]
     k: int | None = Field(default=None, ge=1, le=200)

@@ -638,7 +638,10 @@ class TwinService:
             and s.index is not None
         ]
         return {
-            "ready": self._warmed and generator_ready and bool(servable),
+            # Ready once the warm-up has loaded every production twin it could: a fresh system
+            # with no twin in production yet is ready too (it answers 404 for unknown twins),
+            # or its first deployment could never start the service it deploys to.
+            "ready": self._warmed and generator_ready,
             "warmed_up": self._warmed,
             "generator": self.generator.name,
             "generator_ready": generator_ready,

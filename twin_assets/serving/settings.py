@@ -30,6 +30,11 @@ class ServeSettings(BaseModel):
         default=None, description="authors served; None: every author of the registry"
     )
 
+    model: str = Field(
+        default="",
+        description="the twin SageMaker's /invocations answers as ('<author>' or '<author>@<version>')",
+    )
+
     # -- generation -----------------------------------------------------------------------
     generator: GeneratorKind = "local"
     base_model: str = Field(default="", description="local base model dir ('' : the offline SmolLM2)")
