@@ -8,6 +8,8 @@
     twin keys create NAME [--author A ...]   a new API key for the service (shown once)
     twin keys list | revoke ID|PREFIX        keys (never the keys themselves); revoke one
     twin serve run | start | stop | status [--host H --port P]   the inference service
+    twin runs reap | status          fail dead runs (a killed process) and free their pool slots
+    twin stop                        stop everything the main command left running
 
 A mistake the user can fix (an invalid registry or environment variable, a refused purge, an
 unreachable warehouse, DAGSTER_HOME unset) is reported as one line on stderr with exit status
@@ -38,10 +40,12 @@ def user_error_message(exc: BaseException) -> str | None:
     from twin_assets.authors.purge import AuthorStillRegistered, PurgeFailed
     from twin_assets.authors.registry import RegistryError
     from twin_assets.defs.resources import ConfigurationError
+    from twin_assets.server import ServeError
     from twin_assets.serving.keys import KeyRequestError, KeyStoreUnavailable
 
     prefixes: list[tuple[type[BaseException], str]] = [
         (CliError, ""),
+        (ServeError, "serve: "),
         (KeyRequestError, "keys: "),
         (KeyStoreUnavailable, "keys: "),
         (RegistryError, "author registry: "),
@@ -404,6 +408,43 @@ def _validation_message(exc: ValueError) -> str:
     return str(exc)
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Without the daemon, a run whose process was killed stays STARTED and keeps its pool slot
+    (every later embedding run would wait on it): `reap` marks such runs failed and frees their
+    slots (every run also does this when it starts, and the daemon's sensor every 30 s)."""
+    import dagster as dg
+
+    from twin_assets.defs.runs import describe_pool, find_dead_runs, reap_dead_runs
+
+    with dg.DagsterInstance.get() as instance:
+        if args.action == "status":
+            dead = find_dead_runs(instance)
+            for run in dead:
+                print(f"dead: run {run.run_id[:8]} ({run.status}): {run.reason}")
+            if not dead:
+                print("no dead runs")
+            print(describe_pool(instance, "qdrant"))
+            return 0
+        reaped = reap_dead_runs(instance)
+    for run_id in reaped:
+        print(f"reaped run {run_id[:8]}: marked failed, pool slots freed")
+    if not reaped:
+        print("no dead runs")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """One command to stop what the main command leaves running: the inference service, the
+    sample site and the embedded warehouse (each by its PID file; data is kept)."""
+    from twin_assets import server
+
+    stopped = server.stop()
+    print("inference service: " + ("stopped" if stopped else "not running"))
+    cmd_sample(argparse.Namespace(action="stop", port=None))
+    print("warehouse: ", end="")
+    return cmd_warehouse(argparse.Namespace(action="stop"))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="twin", description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -442,6 +483,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default=None, help="bind address (default: TWIN_SERVE_HOST, else 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: TWIN_SERVE_PORT)")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser(
+        "runs", help="dead runs (a killed process): list them, or fail them and free their slots"
+    )
+    p.add_argument("action", choices=["reap", "status"])
+    p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("stop", help="stop the inference service, the sample site and the warehouse")
+    p.set_defaults(func=cmd_stop)
     return parser
 
 
