@@ -593,7 +593,7 @@ def test_cross_encoder_loads_local_files_only_or_says_why(indexes, embedder):
 
 def test_pipeline_stages_timings_and_filter_fallback(indexes, embedder):
     ada = indexes["ada"]
-    pipeline = RagPipeline(embedder, RagConfig(k=3), today=lambda: TODAY)
+    pipeline = RagPipeline(embedder, RagConfig(k=3, expansion=True), today=lambda: TODAY)
     result = pipeline.retrieve(ada, "  How do you feed   your sourdough starter? ")
     assert result.question == "How do you feed your sourdough starter?"
     assert set(result.timings_ms) == {"self_query", "expansion", "search", "rerank"}
