@@ -173,3 +173,54 @@ def test_version_change_right_after_a_request_is_not_lost():
         assert r.get_requested_partitions(sft_model.key) == {AUTHOR}
         r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
         assert r.get_requested_partitions(sft_model.key) == set()
+
+
+BLOCKING_CHECKS = {
+    "evaluation_report": ["deploy_gate"],
+    "embedded_chunks": ["every_chunk_embedded_once", "no_orphan_points", "vector_dimension_matches_model"],
+}
+
+
+def _pass_blocking_checks(instance, key: dg.AssetKey) -> None:
+    """What a successful materialization reports with it: its blocking checks passed."""
+    for name in BLOCKING_CHECKS.get(key.path[-1], []):
+        instance.report_runless_asset_event(
+            dg.AssetCheckEvaluation(asset_key=key, check_name=name, passed=True, partition=AUTHOR)
+        )
+
+
+def test_a_new_index_alone_redeploys_without_re_evaluating():
+    """embedded_chunks feeds both the evaluation (its RAG metrics) and the endpoint; a new
+    index version alone refreshes the endpoint, and retrains and re-evaluates nothing."""
+    from twin_assets.definitions import defs as load_defs
+
+    defs = load_defs()
+    evaluation = dg.AssetKey("evaluation_report")
+    endpoint = dg.AssetKey("deployed_endpoint")
+    embedded = dg.AssetKey("embedded_chunks")
+    upstream = [
+        INSTRUCTION_DATASET,
+        PREFERENCE_DATASET,
+        embedded,
+        sft_model.key,
+        dpo_model.key,
+        evaluation,
+        endpoint,
+    ]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(authors_partitions.name, [AUTHOR])
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=BASE_MODEL, tags={"dagster/data_version": "b1"})
+        )
+        for key in upstream:  # everything built once, in order
+            _report(instance, key, f"{key.path[-1]}-1")
+            _pass_blocking_checks(instance, key)
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_requested_partitions(evaluation) == set()
+        assert r.get_requested_partitions(endpoint) == set()
+        _report(instance, embedded, "embedded-2")  # new documents embedded, same datasets
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.get_requested_partitions(endpoint) == {AUTHOR}
+        for key in (sft_model.key, dpo_model.key, evaluation):
+            assert r.get_requested_partitions(key) == set(), key

@@ -4,6 +4,7 @@ Thin assets: the work is in `twin_assets.training.pipeline.train_and_register`.
 """
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -106,7 +107,7 @@ def without_promotion(cfg: TrainingConfig) -> TrainingConfig:
     return cfg.model_copy(update={"promote_to_production": False})
 
 
-def retrain_on_new_data() -> dg.AutomationCondition:
+def retrain_on_new_data(ignore: Sequence[dg.AssetKey] = ()) -> dg.AutomationCondition:
     """Train once when upstream data exists, then only when an upstream DATA VERSION changes.
 
     A dataset re-materialization with identical content reports the same data version (it is
@@ -121,6 +122,10 @@ def retrain_on_new_data() -> dg.AutomationCondition:
     after a request arrived after that request, so it stays pending too. A redundant request
     (e.g. after a manual run on the new version) is cheap: `train_and_register` reuses the
     registered model version for identical inputs.
+
+    `ignore`: deps read by this asset whose new versions alone are not a reason to run it
+    (the evaluation reads the retrieval index, but a new index alone only refreshes the
+    deployed endpoint: no re-training, no re-evaluation).
     """
     ready = (
         ~dg.AutomationCondition.any_deps_missing()
@@ -128,6 +133,8 @@ def retrain_on_new_data() -> dg.AutomationCondition:
         & ~dg.AutomationCondition.in_progress()
     )
     new_data = dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed())
+    if ignore:  # deps whose new versions alone must not re-run this asset
+        new_data = new_data.ignore(dg.AssetSelection.assets(*ignore))
     handled = (
         dg.AutomationCondition.newly_requested() | dg.AutomationCondition.initial_evaluation()
     ) & ~new_data
