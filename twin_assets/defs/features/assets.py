@@ -15,7 +15,6 @@ the pool's limit at 1 (`concurrency: pools: default_limit: 1` in dagster.yaml) t
 instead. With a Qdrant server the pool merely serialises writers, which is harmless.
 """
 
-from datetime import timedelta
 
 import dagster as dg
 
@@ -185,9 +184,7 @@ def chunks(
     kinds={"python", "qdrant", "pytorch"},
     code_version="embed-1",
     automation_condition=dg.AutomationCondition.eager(),
-    freshness_policy=dg.FreshnessPolicy.time_window(
-        fail_window=timedelta(days=2), warn_window=timedelta(days=1)
-    ),
+    # freshness: configured in one place for the whole code location (defs/freshness.py)
     pool=QDRANT_POOL,
     check_specs=[
         dg.AssetCheckSpec(
