@@ -9,7 +9,8 @@ measure what each one earns:
    unfiltered instead and `stages["filter_fallback"]` says so: a misread filter must not turn
    an answerable question into "I never wrote about that".
 2. expansion: more phrasings of the question (LLM when configured, pseudo-relevance feedback
-   otherwise).
+   otherwise). Off by default: on the sample author it lifts a dense-only search a lot (its
+   feedback terms are a lexical signal) but adds nothing once BM25 and the rerank run.
 3. search: every query embedded in one batch, exact filtered cosine top-N per query, and BM25
    top-N per query when `hybrid`; the lists are fused (RRF) into one deduplicated pool.
 4. rerank: the pool ordered against the original question (hybrid cosine + BM25 by default,
