@@ -15,7 +15,6 @@ the pool's limit at 1 (`concurrency: pools: default_limit: 1` in dagster.yaml) t
 instead. With a Qdrant server the pool merely serialises writers, which is harmless.
 """
 
-
 import dagster as dg
 
 from resources.artifacts import ArtifactStoreResource
