@@ -19,6 +19,7 @@ Configuration: the TWIN_SERVE_* variables (`SERVE_ENV`, read by `settings_from_e
 | TWIN_SERVE_BASE_MODEL | base model dir for the local generator | TWIN_BASE_MODEL, else SmolLM2 |
 | TWIN_SERVE_DEVICE | device of the local generator | cpu |
 | TWIN_SERVE_MAX_BATCH_SIZE | rows per batch of the local generator | 16 |
+| TWIN_SERVE_THREADS | torch CPU threads (0: torch's default; 1 on a shared machine) | 0 |
 | TWIN_SERVE_OPENAI_BASE_URL | OpenAI-compatible generator URL | - |
 | TWIN_SERVE_OPENAI_API_KEY | its key (secret, never logged) | - |
 | TWIN_SERVE_OPENAI_MODELS | adapter -> server model (JSON or a=b,c=d) | - |
@@ -73,6 +74,7 @@ SERVE_ENV: dict[str, str] = {
     "TWIN_SERVE_BASE_MODEL": "base_model",
     "TWIN_SERVE_DEVICE": "device",
     "TWIN_SERVE_MAX_BATCH_SIZE": "max_batch_size",
+    "TWIN_SERVE_THREADS": "threads",
     "TWIN_SERVE_OPENAI_BASE_URL": "openai_base_url",
     "TWIN_SERVE_OPENAI_API_KEY": "openai_api_key",
     "TWIN_SERVE_OPENAI_MODELS": "openai_models",
@@ -278,6 +280,12 @@ def run(settings: ServeSettings) -> None:
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.threads:
+        # the generator and the query embedder share the process's torch threads; on a machine
+        # shared with other jobs, oversubscribed threads cost far more than they give
+        import torch
+
+        torch.set_num_threads(settings.threads)
     app, closers = build_app(settings)
     config = uvicorn.Config(
         app,

@@ -40,6 +40,11 @@ class ServeSettings(BaseModel):
     base_model: str = Field(default="", description="local base model dir ('' : the offline SmolLM2)")
     device: str = "cpu"
     max_batch_size: int = Field(default=16, ge=1, le=256)
+    threads: int = Field(
+        default=0,
+        ge=0,
+        description="torch CPU threads (0: torch's default); 1 on a machine shared with other jobs",
+    )
     openai_base_url: str = Field(default="", description="OpenAI-compatible server (generator=openai)")
     openai_api_key: str = Field(default="", repr=False, description="its key; never logged")
     openai_models: dict[str, str] = Field(
