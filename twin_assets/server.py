@@ -75,6 +75,8 @@ SERVE_ENV: dict[str, str] = {
     "TWIN_SERVE_DEVICE": "device",
     "TWIN_SERVE_MAX_BATCH_SIZE": "max_batch_size",
     "TWIN_SERVE_THREADS": "threads",
+    "TWIN_SERVE_FREQUENCY_PENALTY": "frequency_penalty",
+    "TWIN_SERVE_PRESENCE_PENALTY": "presence_penalty",
     "TWIN_SERVE_OPENAI_BASE_URL": "openai_base_url",
     "TWIN_SERVE_OPENAI_API_KEY": "openai_api_key",
     "TWIN_SERVE_OPENAI_MODELS": "openai_models",

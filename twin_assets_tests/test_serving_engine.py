@@ -340,3 +340,25 @@ def test_close_fails_queued_requests_cleanly(models):
         assert out.finish_reason == "error" and out.error == "the generator was closed"
     with pytest.raises(RuntimeError, match="closed"):
         generator.submit(None, _messages("c"), GenerationParams())
+
+
+def test_frequency_and_presence_penalties_count_completion_tokens_only():
+    """OpenAI's semantics, per row: each earlier occurrence in the completion lowers a token's
+    logit by the frequency penalty, any occurrence by the presence penalty once; the prompt
+    (left-padded to one width) is not counted, and a row without penalties is untouched."""
+    import torch
+
+    from twin_assets.serving.sampling import RowSampler
+
+    width = 3
+    input_ids = torch.tensor([[5, 5, 5, 1, 1, 2], [0, 5, 5, 3, 4, 4]])
+    scores = torch.zeros(2, 8)
+    sampler = RowSampler(
+        [0.0, 0.0], [1.0, 1.0], [None, None], penalties=[(0.5, 1.0), (0.0, 0.0)], prompt_width=width
+    )
+    out = sampler(input_ids, scores.clone())
+    expected = torch.zeros(8)
+    expected[1] = -(0.5 * 2 + 1.0)
+    expected[2] = -(0.5 * 1 + 1.0)
+    assert torch.equal(out[0], expected)  # token 5 is only in the prompt: not penalised
+    assert torch.equal(out[1], torch.zeros(8))

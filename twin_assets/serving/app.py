@@ -348,6 +348,8 @@ def create_app(
         top_p: float | None,
         stop: list[str],
         seed: int | None,
+        frequency_penalty: float | None = None,
+        presence_penalty: float | None = None,
     ) -> GenerationParams:
         try:
             budget = limits.check_max_tokens(max_tokens)
@@ -361,6 +363,8 @@ def create_app(
             top_p=1.0 if top_p is None else top_p,
             stop=stop,
             seed=seed,
+            frequency_penalty=settings.frequency_penalty if frequency_penalty is None else frequency_penalty,
+            presence_penalty=settings.presence_penalty if presence_penalty is None else presence_penalty,
             timeout_s=settings.request_timeout_s,
         )
 
@@ -569,7 +573,13 @@ def create_app(
             limits.check_messages(len(body.messages))
             check_scope(record_, call.author)
             params = generation_params(
-                body.requested_max_tokens, body.temperature, body.top_p, body.stop_list, body.seed
+                body.requested_max_tokens,
+                body.temperature,
+                body.top_p,
+                body.stop_list,
+                body.seed,
+                body.frequency_penalty,
+                body.presence_penalty,
             )
             messages = [m.as_message() for m in body.messages]
             turn = await service.start_chat(body.model, messages, params, rag=rag_options(body.rag))
@@ -700,7 +710,15 @@ def create_app(
         call.question = body.question
         call.model = f"{author}@{body.version}" if body.version else author
         limits.check_messages(len(body.history) + 1)
-        params = generation_params(body.max_tokens, body.temperature, body.top_p, body.stop or [], body.seed)
+        params = generation_params(
+            body.max_tokens,
+            body.temperature,
+            body.top_p,
+            body.stop or [],
+            body.seed,
+            body.frequency_penalty,
+            body.presence_penalty,
+        )
         filters = SearchFilters.model_validate(body.filters.model_dump()) if body.filters else None
         turn = await service.start_answer(
             author,

@@ -639,6 +639,8 @@ class LocalGenerator:
             [r.params.top_p for r in runnable],
             [r.params.seed for r in runnable],
             device=self.device,
+            penalties=[(r.params.frequency_penalty, r.params.presence_penalty) for r in runnable],
+            prompt_width=width,
         )
         extra: dict[str, Any] = {}
         if self._is_peft:

@@ -252,6 +252,10 @@ class OpenAIGenerator:
             request["stop"] = params.stop[:MAX_REMOTE_STOPS]
         if params.seed is not None:
             request["seed"] = params.seed
+        if params.frequency_penalty:
+            request["frequency_penalty"] = params.frequency_penalty
+        if params.presence_penalty:
+            request["presence_penalty"] = params.presence_penalty
         if self._include_usage:
             request["stream_options"] = {"include_usage": True}
         try:

@@ -197,10 +197,13 @@ class RowState:
 
 
 class RowSampler(LogitsProcessor):
-    """Per-row temperature / top-p sampling with a per-row seeded generator.
+    """Per-row frequency/presence penalties, then temperature / top-p sampling with a per-row
+    seeded generator.
 
-    Rows with temperature 0 are greedy and untouched. A sampled row's scores become -inf except
-    for the drawn token, so the batch's greedy `argmax` selects it.
+    Penalties count the row's completion tokens only (from column `prompt_width` on: prompts
+    are left-padded to one width). Rows with temperature 0 are greedy: only their penalties
+    apply. A sampled row's scores become -inf except for the drawn token, so the batch's greedy
+    `argmax` selects it.
     """
 
     def __init__(
@@ -209,7 +212,16 @@ class RowSampler(LogitsProcessor):
         top_ps: Sequence[float],
         seeds: Sequence[int | None],
         device: str | torch.device = "cpu",
+        *,
+        penalties: Sequence[tuple[float, float]] | None = None,
+        prompt_width: int = 0,
     ):
+        self._prompt_width = prompt_width
+        self._penalties = [
+            (i, float(freq), float(presence))
+            for i, (freq, presence) in enumerate(penalties or [])
+            if freq or presence
+        ]
         self._rows: list[tuple[int, float, float, torch.Generator]] = []
         for i, (temperature, top_p, seed) in enumerate(zip(temperatures, top_ps, seeds, strict=True)):
             if temperature <= 0:
@@ -222,6 +234,12 @@ class RowSampler(LogitsProcessor):
             self._rows.append((i, float(temperature), float(top_p), generator))
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._penalties and input_ids.shape[1] > self._prompt_width:
+            generated = input_ids[:, self._prompt_width :]
+            for i, freq, presence in self._penalties:
+                counts = torch.bincount(generated[i], minlength=scores.shape[-1])[: scores.shape[-1]]
+                counts = counts.to(scores.dtype)
+                scores[i] = scores[i] - freq * counts - presence * (counts > 0).to(scores.dtype)
         for i, temperature, top_p, generator in self._rows:
             probs = torch.softmax(scores[i].float() / temperature, dim=-1)
             if top_p < 1.0:

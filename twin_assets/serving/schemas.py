@@ -89,6 +89,8 @@ class ChatCompletionRequest(_Strict):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
     n: int | None = Field(default=None, ge=1)
@@ -100,8 +102,6 @@ class ChatCompletionRequest(_Strict):
     store: bool | None = None
     service_tier: str | None = None
     # sent by OpenAI clients; refused unless at their neutral value (they would change the answer)
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     logit_bias: dict[str, float] | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
@@ -128,8 +128,6 @@ class ChatCompletionRequest(_Strict):
         if self.n not in (None, 1):
             raise ValueError("n must be 1: one choice per request")
         unsupported = {
-            "frequency_penalty": self.frequency_penalty not in (None, 0, 0.0),
-            "presence_penalty": self.presence_penalty not in (None, 0, 0.0),
             "logit_bias": bool(self.logit_bias),
             "logprobs": bool(self.logprobs),
             "top_logprobs": bool(self.top_logprobs),
@@ -253,6 +251,8 @@ class AnswerRequest(_Strict):
     max_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     stop: list[str] | None = Field(default=None, max_length=MAX_STOP)
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**63)
 

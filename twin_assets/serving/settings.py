@@ -40,6 +40,13 @@ class ServeSettings(BaseModel):
     base_model: str = Field(default="", description="local base model dir ('' : the offline SmolLM2)")
     device: str = "cpu"
     max_batch_size: int = Field(default=16, ge=1, le=256)
+    frequency_penalty: float = Field(
+        default=0.3,
+        ge=-2.0,
+        le=2.0,
+        description="default when a request sets none (OpenAI's meaning); 0.3 keeps a small model out of loops",
+    )
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0, description="likewise")
     threads: int = Field(
         default=0,
         ge=0,

@@ -95,6 +95,10 @@ class GenerationParams(BaseModel):
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list)
     seed: int | None = None
+    # OpenAI's semantics: subtracted from a token's logit once per occurrence in the completion
+    # so far (frequency) or once if it occurred at all (presence); small models loop without
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     timeout_s: float = Field(default=120.0, gt=0)
 
 
