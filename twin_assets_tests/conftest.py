@@ -98,3 +98,21 @@ def moto_url():
     yield url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_dagster_instance_context(request):
+    """A DagsterInstance entered with `with` publishes its defs-state storage in a context
+    variable until it exits; an instance whose exit never ran to the end (its dispose raised)
+    leaves it behind, and every later definitions load in this process then fails with
+    "Attempted to resolve undefined DagsterInstance weakref". Each test starts clean, and the
+    test that leaked is named in a warning."""
+    import warnings
+
+    from dagster._core.storage.defs_state import base
+
+    before = base.DefsStateStorage.get()
+    yield
+    if base.DefsStateStorage.get() is not before:
+        warnings.warn(f"{request.node.nodeid} left a DagsterInstance's state storage set", stacklevel=1)
+        base._current_storage.set(before)

@@ -128,7 +128,8 @@ def test_build_resources_reads_only_the_given_environment(tmp_path):
 
 
 def test_defaults_and_secrets_from_the_process_environment(monkeypatch):
-    for name in ("TWIN_DATA_DIR", "TWIN_AUTHORS_FILE", "HF_HUB_OFFLINE", "TWIN_LLM_API_KEY"):
+    # a shell that sourced scripts/env.sh exports TWIN_CRAWL_* and friends: defaults mean none
+    for name in [n for n in os.environ if n.startswith("TWIN_")] + ["HF_HUB_OFFLINE"]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TWIN_QDRANT_API_KEY", "qdrant-secret")
     r = build_resources()

@@ -100,6 +100,8 @@ def test_prompt_log_summary_materializes_a_day_with_plot_and_retention(warehouse
 def test_the_schedule_asks_for_yesterday():
     with dg.instance_for_test() as instance:
         tick = datetime(2026, 11, 25, 0, 15, tzinfo=UTC)
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
-        requests = list(daily_prompt_log_summary.evaluate_tick(context).run_requests or [])
+        # the context is a context manager: left open, it keeps the instance published in a
+        # context variable after the instance is gone, and later definitions loads fail
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=tick) as context:
+            requests = list(daily_prompt_log_summary.evaluate_tick(context).run_requests or [])
     assert [r.partition_key for r in requests] == ["2026-11-24"]
