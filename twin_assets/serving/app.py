@@ -512,6 +512,18 @@ def create_app(
                 turn.cancel()
             record(call)
 
+    async def finish_turn(call: _Call, turn: Turn) -> AnswerResult:
+        """A non-streamed turn to its end within the request timeout (cancelled on failure or
+        timeout, so its batch row is freed), recorded on the call."""
+        try:
+            result = await asyncio.wait_for(turn.finish(), timeout=settings.request_timeout_s)
+        except BaseException:
+            turn.cancel()
+            raise
+        call.take_result(result)
+        completion_status(call, result)
+        return result
+
     def finish_reason(reason: str) -> str:
         return reason if reason in ("stop", "length") else "stop"
 
@@ -585,13 +597,7 @@ def create_app(
             turn = await service.start_chat(body.model, messages, params, rag=rag_options(body.rag))
             call.take_turn(turn)
             if not body.stream:
-                try:
-                    result = await asyncio.wait_for(turn.finish(), timeout=settings.request_timeout_s)
-                except BaseException:
-                    turn.cancel()
-                    raise
-                call.take_result(result)
-                completion_status(call, result)
+                result = await finish_turn(call, turn)
                 response = schemas.ChatCompletion(
                     model=body.model,
                     choices=[
@@ -731,13 +737,7 @@ def create_app(
         call.take_turn(turn)
         answer_id = f"ans-{schemas.completion_id()[9:]}"
         if not body.stream:
-            try:
-                result = await asyncio.wait_for(turn.finish(), timeout=settings.request_timeout_s)
-            except BaseException:
-                turn.cancel()
-                raise
-            call.take_result(result)
-            completion_status(call, result)
+            result = await finish_turn(call, turn)
             return JSONResponse(answer_body(answer_id, result).model_dump(mode="json"))
 
         def first() -> str:
