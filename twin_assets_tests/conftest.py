@@ -111,8 +111,8 @@ def _no_leaked_dagster_instance_context(request):
 
     from dagster._core.storage.defs_state import base
 
-    before = base.DefsStateStorage.get()
+    base._current_storage.set(None)  # no test inherits one (a leak may predate this fixture)
     yield
-    if base.DefsStateStorage.get() is not before:
+    if base.DefsStateStorage.get() is not None:
         warnings.warn(f"{request.node.nodeid} left a DagsterInstance's state storage set", stacklevel=1)
-        base._current_storage.set(before)
+        base._current_storage.set(None)

@@ -64,13 +64,14 @@ def test_prompt_log_summary_materializes_a_day_with_plot_and_retention(warehouse
         ]
     )
 
-    result = dg.materialize(
-        [prompt_log_summary],
-        resources={"warehouse": warehouse},
-        partition_key=day.isoformat(),
-        instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"prompt_log_summary": {"config": {"retention_days": 30}}}},
-    )
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [prompt_log_summary],
+            resources={"warehouse": warehouse},
+            partition_key=day.isoformat(),
+            instance=instance,
+            run_config={"ops": {"prompt_log_summary": {"config": {"retention_days": 30}}}},
+        )
     assert result.success
     (mat,) = result.asset_materializations_for_node("prompt_log_summary")
     meta = mat.metadata

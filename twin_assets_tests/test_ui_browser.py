@@ -44,7 +44,9 @@ def _card_assets(env: dict[str, str]) -> dict[str, str]:
     old = dict(os.environ)
     os.environ.update(env)
     try:
-        specs = load_defs().resolve_all_asset_specs()
+        # a live instance in scope: loading definitions reads its defs-state storage
+        with dg.instance_for_test():
+            specs = load_defs().resolve_all_asset_specs()
     finally:
         os.environ.clear()
         os.environ.update(old)
