@@ -224,3 +224,22 @@ def test_a_new_index_alone_redeploys_without_re_evaluating():
         assert r.get_requested_partitions(endpoint) == {AUTHOR}
         for key in (sft_model.key, dpo_model.key, evaluation):
             assert r.get_requested_partitions(key) == set(), key
+
+
+def test_a_fresh_instance_prepares_the_base_model_once():
+    """Unpartitioned and missing from the start: `on_missing()` would never request it (it
+    fires only for partitions added later), and every new twin would wait on it forever."""
+    from twin_assets.definitions import defs as load_defs
+
+    defs = load_defs()
+    with dg.instance_for_test() as instance:
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance)
+        assert r.get_requested_partitions(BASE_MODEL) == {None}
+        assert r.total_requested == 1  # no author yet: nothing else
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.total_requested == 0  # requested once; a failed run is not retried every tick
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=BASE_MODEL, tags={"dagster/data_version": "b1"})
+        )
+        r = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=r.cursor)
+        assert r.total_requested == 0

@@ -41,11 +41,36 @@ GPU_OP_TAGS = {
 }
 
 
+def prepare_when_missing() -> dg.AutomationCondition:
+    """Request the asset once whenever it is missing, including on the automation sensor's first
+    evaluation, and never again until it becomes missing anew.
+
+    WHY not `on_missing()`: it fires only for partitions ADDED after the condition first ran, so
+    an unpartitioned asset that is missing from the start (the base model, on a fresh instance)
+    is never requested, and every twin waits on it forever. Found by the daemon end-to-end test.
+    A failed request is not repeated on every tick (the `since` below): the failure is
+    reported once, and a manual run or a change of the condition tries again.
+    """
+    missing = dg.AutomationCondition.missing()
+    # `since_last_handled()` counts the initial evaluation as "handled", which is exactly the
+    # tick this condition must fire on: the reset is spelled out without it
+    handled = dg.AutomationCondition.newly_requested() | dg.AutomationCondition.newly_updated()
+    trigger = (missing.newly_true() | dg.AutomationCondition.initial_evaluation()).since(
+        handled.with_label("requested or updated")
+    )
+    return (
+        missing
+        & trigger.with_label("missing, not yet requested")
+        & ~dg.AutomationCondition.in_progress()
+        & ~dg.AutomationCondition.any_deps_missing()
+    ).with_label("prepare when missing")
+
+
 @dg.asset(
     group_name="training",
     kinds={"pytorch"},
     code_version="base-2",
-    automation_condition=dg.AutomationCondition.on_missing(),
+    automation_condition=prepare_when_missing(),
 )
 def base_model(context: dg.AssetExecutionContext, config: BaseModelConfig) -> dg.MaterializeResult:
     """The model every twin starts from, ready on disk (TWIN_BASE_MODEL; default: SmolLM2-135M-
