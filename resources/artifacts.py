@@ -18,12 +18,20 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from twin_assets.serving.snapshot_retention import DEFAULT_KEEP
+
 
 class ArtifactStoreResource(dg.ConfigurableResource):
     root_dir: str = Field(default=".data/artifacts", description="Local root (TWIN_ARTIFACT_DIR).")
     s3_bucket: str = Field(default="", description="S3 bucket (TWIN_S3_BUCKET). Empty: local only.")
     s3_prefix: str = Field(default="llm-twin", description="Key prefix inside the bucket.")
     s3: S3Resource | None = None
+    index_keep: int = Field(
+        default=DEFAULT_KEEP,
+        ge=1,
+        description="Index snapshot versions kept per author after a publish, besides aliased "
+        "ones (TWIN_INDEX_KEEP).",
+    )
     # Optional mirror of datasets on the Hugging Face Hub (a private dataset repo), used when an
     # asset's `push_to_hub` config is on and both are set.
     hf_repo: str = Field(default="", description="Hub dataset repo id (TWIN_HF_REPO). Empty: no mirror.")
