@@ -18,12 +18,20 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
+from twin_assets.serving.snapshot_retention import DEFAULT_KEEP
+
 
 class ArtifactStoreResource(dg.ConfigurableResource):
     root_dir: str = Field(default=".data/artifacts", description="Local root (TWIN_ARTIFACT_DIR).")
     s3_bucket: str = Field(default="", description="S3 bucket (TWIN_S3_BUCKET). Empty: local only.")
     s3_prefix: str = Field(default="llm-twin", description="Key prefix inside the bucket.")
     s3: S3Resource | None = None
+    index_keep: int = Field(
+        default=DEFAULT_KEEP,
+        ge=1,
+        description="Index snapshot versions kept per author after a publish, besides aliased "
+        "ones (TWIN_INDEX_KEEP).",
+    )
     # Optional mirror of datasets on the Hugging Face Hub (a private dataset repo), used when an
     # asset's `push_to_hub` config is on and both are set.
     hf_repo: str = Field(default="", description="Hub dataset repo id (TWIN_HF_REPO). Empty: no mirror.")
@@ -106,26 +114,72 @@ class ArtifactStoreResource(dg.ConfigurableResource):
     def delete_prefix(self, key: str) -> int:
         """Remove every file under `key`, locally and on S3; returns how many files went.
 
-        Only an author purge calls this: versions are otherwise immutable and never deleted.
+        An author purge and the retention of index snapshots call this; versions are otherwise
+        immutable. Deleting is `put_dir` in reverse, so that a reader never takes a half-deleted
+        version for a complete one: the local copy is renamed aside in one step before it is
+        removed, and on S3 the `*card.json` objects go before every other object. A file that
+        cannot be removed raises (the caller reports it) rather than passing unnoticed.
         """
         if not PurePosixPath(key).parts:
             raise ValueError("refusing to delete the whole artifact store")
         target = self.local_path(key)
-        removed = sum(1 for p in target.rglob("*") if p.is_file()) if target.exists() else 0
-        shutil.rmtree(target, ignore_errors=True)
+        removed = 0
+        if target.exists():
+            removed = sum(1 for p in target.rglob("*") if p.is_file()) if target.is_dir() else 1
+            aside = target.with_name(f".{target.name}.del-{uuid.uuid4().hex[:8]}")
+            os.rename(target, aside)
+            if aside.is_dir():
+                shutil.rmtree(aside)
+            else:
+                aside.unlink()
         if self.uses_s3:
             client = self._client()
             prefix = self._s3_key(key).rstrip("/") + "/"
-            s3_removed = 0
-            for page in client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.s3_bucket, Prefix=prefix
-            ):
-                objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-                if objects:
-                    client.delete_objects(Bucket=self.s3_bucket, Delete={"Objects": objects, "Quiet": True})
-                    s3_removed += len(objects)
-            removed = max(removed, s3_removed)
+            keys = [
+                o["Key"]
+                for page in client.get_paginator("list_objects_v2").paginate(
+                    Bucket=self.s3_bucket, Prefix=prefix
+                )
+                for o in page.get("Contents", [])
+            ]
+            cards = [k for k in keys if k.endswith("card.json")]
+            rest = [k for k in keys if not k.endswith("card.json")]
+            # separate requests: S3 gives no order within one; at most 1000 keys per request
+            for batch in [cards[i : i + 1000] for i in range(0, len(cards), 1000)] + [
+                rest[i : i + 1000] for i in range(0, len(rest), 1000)
+            ]:
+                resp = client.delete_objects(
+                    Bucket=self.s3_bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
+                failed = resp.get("Errors", [])
+                if failed:
+                    first = failed[0]
+                    raise OSError(
+                        f"S3 refused to delete {len(failed)} object(s) under {self.uri(key)}, e.g. "
+                        f"{first.get('Key')}: {first.get('Code')} {first.get('Message', '')}".rstrip()
+                    )
+            removed = max(removed, len(keys))
         return removed
+
+    def list_children(self, key: str) -> list[str]:
+        """Names directly under `key`, sorted: the local mirror's and, when configured, S3's
+        (another worker may have published what this mirror lacks, and a mirror may hold what
+        S3 no longer does). Hidden names (staging and deletion leftovers) are not listed."""
+        names: set[str] = set()
+        target = self.local_path(key)
+        if target.is_dir():
+            names.update(p.name for p in target.iterdir() if not p.name.startswith("."))
+        if self.uses_s3:
+            prefix = self._s3_key(key).rstrip("/") + "/"
+            pages = (
+                self._client()
+                .get_paginator("list_objects_v2")
+                .paginate(Bucket=self.s3_bucket, Prefix=prefix, Delimiter="/")
+            )
+            for page in pages:
+                names.update(p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", []))
+                names.update(o["Key"][len(prefix) :] for o in page.get("Contents", []))
+        return sorted(n for n in names if n and not n.startswith("."))
 
     # -- read --------------------------------------------------------------------------------
     @staticmethod
@@ -146,11 +200,16 @@ class ArtifactStoreResource(dg.ConfigurableResource):
             return resp.get("KeyCount", 0) > 0
         return False
 
-    def get_json(self, key: str) -> object:
+    def get_json(self, key: str, *, mirror: bool = True) -> object:
+        """A JSON file; `mirror=False` reads S3 without writing the local mirror, for a file
+        (such as a version's card) whose lone copy would make `get_dir` take its directory for
+        a complete download."""
         path = self.local_path(key)
         if self.uses_s3 and (self._is_alias(key) or not path.exists()):
             # aliases always come from S3 (the local copy may be stale); the mirror is refreshed
             body = self._client().get_object(Bucket=self.s3_bucket, Key=self._s3_key(key))["Body"].read()
+            if not mirror:
+                return json.loads(body)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
             tmp.write_bytes(body)

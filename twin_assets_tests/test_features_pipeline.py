@@ -281,6 +281,9 @@ def test_assets_and_checks_through_dagster(warehouse, qdrant, embedder, tmp_path
         first_index = mats["embedded_chunks"].materialization.metadata["index_version"].value
         assert emb_meta["index_version"].value == first_index
         assert artifacts.read_alias(f"indexes/{AUTHOR}", "latest") == first_index
+        # retention ran after the publish: one version, nothing to prune, nothing failed
+        assert emb_meta["index_versions_kept"].value == [first_index]
+        assert emb_meta["pruned_index_versions"].value == [] and emb_meta["prune_errors"].value == []
         for key in ("cleaned_documents", "chunks", "embedded_chunks"):
             assert (
                 mats[key].materialization.tags["dagster/data_version"]

@@ -33,6 +33,7 @@ from twin_assets.authors.registry import PLACEHOLDERS
 from twin_assets.crawling.settings import CrawlSettings
 from twin_assets.domain.generation import GenerationBackend
 from twin_assets.paths import PROJECT_ROOT, data_dir
+from twin_assets.serving.snapshot_retention import DEFAULT_KEEP, validate_keep
 
 Environ = Mapping[str, str]
 T = TypeVar("T")
@@ -161,6 +162,8 @@ def build_resources(environ: Environ | None = None) -> dict:
             root_dir=env.get("TWIN_ARTIFACT_DIR", str(root / "artifacts")),
             s3_bucket=env.get("TWIN_S3_BUCKET", ""),
             s3_prefix=env.get("TWIN_S3_PREFIX", "llm-twin"),
+            # index snapshot versions kept per author after a publish (aliased ones always)
+            index_keep=_parsed(env, "TWIN_INDEX_KEEP", DEFAULT_KEEP, lambda raw: validate_keep(int(raw))),
             hf_repo=env.get("TWIN_HF_REPO", ""),
             hf_token=env_or("HF_TOKEN", "", env),
         ),

@@ -18,7 +18,8 @@ Layout, under `indexes/<author>/<version>/`:
 
 The version is a hash of the content (model, dimension, chunk payloads with their text and
 dates), so publishing unchanged data writes nothing and keeps the version, like the pipeline's
-other data versions.
+other data versions. Versions are immutable but not kept forever: `snapshot_retention` prunes
+an author's older ones after each publish.
 """
 
 from __future__ import annotations
@@ -64,6 +65,11 @@ def index_key(author_id: str, version: str | None = None) -> str:
     if not _VERSION.match(version):
         raise ValueError(f"index version {version!r} is not a version this store writes (hex hash)")
     return f"indexes/{author_id}/{version}"
+
+
+def is_index_version(name: str) -> bool:
+    """Whether `name` has the form of a version this module writes (a hex content hash)."""
+    return bool(_VERSION.match(name))
 
 
 @dataclass(frozen=True)
@@ -261,7 +267,10 @@ def refresh_index(
     """The newly published index when `latest` moved away from `current`'s version, else None.
 
     What a poller calls: a cheap alias read when nothing changed; the caller swaps the returned
-    object in (one reference assignment), and requests holding `current` finish on it."""
+    object in (one reference assignment), and requests holding `current` finish on it. Older
+    versions are pruned after each publish, which is safe here: only the version `latest` names
+    is loaded, that version and the one it named before are never pruned, and a loaded index
+    holds no file open (see `snapshot_retention`)."""
     version = latest_index_version(artifacts, author_id)
     if version is None or (current is not None and current.version == version):
         return None

@@ -27,7 +27,8 @@ from twin_assets.features import incremental, validation
 from twin_assets.features.chunking import CHUNKER_VERSION
 from twin_assets.features.cleaning import CLEANER_VERSION
 from twin_assets.features.reporting import category_table, chunk_preview, token_histogram
-from twin_assets.serving.snapshot import build_snapshot, index_uri, publish_snapshot
+from twin_assets.serving.snapshot import build_snapshot, index_uri, latest_index_version, publish_snapshot
+from twin_assets.serving.snapshot_retention import prune_index_versions
 
 RAW_DOCUMENTS = dg.AssetKey("raw_documents")
 TOKEN_LIMIT = "chunks_within_token_limit"
@@ -48,6 +49,29 @@ def _stats_metadata(stats: incremental.StageStats) -> dict:
     }
     if stats.failed_documents:
         meta["failed_documents"] = dg.MetadataValue.md(failure_table(stats.failed_documents))
+    return meta
+
+
+def _prune_metadata(
+    context: dg.AssetExecutionContext, artifacts: ArtifactStoreResource, author_id: str, previous: str | None
+) -> dict[str, dg.MetadataValue]:
+    """Retention after a publish: the author's versions beyond the newest `index_keep` go,
+    aliased ones and `previous` (what `latest` named until now, which a service may be loading)
+    stay. A failure is reported, never raised: the new version is already published."""
+    report = prune_index_versions(artifacts, author_id, artifacts.index_keep, also_keep=[previous or ""])
+    for error in report.errors:
+        context.log.warning(f"index retention: {error}")
+    if report.pruned:
+        context.log.info(
+            f"index retention: deleted {len(report.pruned)} old version(s) {', '.join(report.pruned)}"
+        )
+    meta: dict[str, dg.MetadataValue] = {
+        "index_versions_kept": dg.MetadataValue.json(report.kept),
+        "pruned_index_versions": dg.MetadataValue.json(report.pruned),
+        "prune_errors": dg.MetadataValue.json(report.errors),
+    }
+    if report.skipped:
+        meta["prune_skipped"] = dg.MetadataValue.json(report.skipped)
     return meta
 
 
@@ -221,7 +245,9 @@ def embedded_chunks(
     are removed. The checks run in this step, on the same client (the local folder is locked).
     When they pass, the author's points are published as an immutable, content-addressed index
     version (`indexes/<author>/<version>`, alias `latest`): the service never opens the Qdrant
-    folder this step writes, and an unchanged author publishes nothing new.
+    folder this step writes, and an unchanged author publishes nothing new. Then the author's
+    older versions are pruned to the newest `TWIN_INDEX_KEEP` (aliased ones stay), so that
+    re-embedding does not fill the disk; what was deleted or failed to be is in the metadata.
     """
     author_id = context.partition_key
     store = warehouse.get_store()
@@ -233,13 +259,15 @@ def embedded_chunks(
         dim_ok, dim_meta = validation.check_dimension(index, author_id, embedder.dimension)
         orphan_ok, orphan_meta = validation.check_no_orphans(store, index, author_id, excused)
         points = index.count(author_id)
-        publish: dict[str, str] = {}
+        publish: dict[str, str | dg.MetadataValue] = {}
         if once_ok and dim_ok and orphan_ok:  # a failed check blocks downstream: publish nothing
             dates = {d.id: d.published_at for d in store.get_documents(author_id)}
             snapshot = build_snapshot(index.scroll(author_id, with_vectors=True), dates, embedder.model_name)
+            previous = latest_index_version(artifacts, author_id)
             version = publish_snapshot(artifacts, author_id, snapshot)
             publish = {"index_version": version, "index_uri": index_uri(artifacts, author_id, version)}
             context.log.info(f"retrieval index {version} published ({snapshot.count} chunks)")
+            publish.update(_prune_metadata(context, artifacts, author_id, previous))
     return dg.MaterializeResult(
         metadata={
             **_stats_metadata(stats),
