@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+
+from twin_assets import processes
+from twin_assets.processes import ProcessInfo
 
 
 class EmbeddedMongoError(RuntimeError):
@@ -55,17 +57,14 @@ class EmbeddedMongo:
         race removed one), the process table is searched for it.
         """
         owner = self.listener_pid()
-        if owner is not None and self._serves(owner):
+        if owner is not None and processes.is_running(owner, self._serves):
             return owner
         for file in (self.server_pid_file, self.pid_file):
-            try:
-                pid = int(file.read_text().strip())
-            except (OSError, ValueError):
-                continue
-            if self._serves(pid):
+            pid = processes.read_pid(file, self._serves)
+            if pid is not None:
                 return pid
         for entry in Path("/proc").glob("[0-9]*"):
-            if self._serves(int(entry.name)):
+            if processes.is_running(int(entry.name), self._serves):
                 return int(entry.name)
         return None
 
@@ -98,14 +97,13 @@ class EmbeddedMongo:
                 continue
         return None
 
-    def _serves(self, pid: int, port: int | None = None) -> bool:
-        """Whether process `pid` is nx-27017 on this data dir (and on `port`, if given)."""
-        try:
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-            if not any(Path(a).name == "nx-27017" for a in args):
-                return False
-            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))  # a relative --data-dir is relative to it
-        except OSError:
+    def _serves(self, proc: ProcessInfo, port: int | None = None) -> bool:
+        """Whether `proc` is nx-27017 on this data dir (and on `port`, if given)."""
+        args = proc.argv
+        if not any(Path(a).name == "nx-27017" for a in args):
+            return False
+        cwd = proc.cwd()  # a relative --data-dir is relative to it
+        if cwd is None:
             return False
 
         def value(*flags: str) -> str | None:
@@ -139,27 +137,24 @@ class EmbeddedMongo:
                 "nx-27017 is not installed; install the project (pip install -e .) "
                 "or set TWIN_MONGO_URI to a MongoDB server"
             )
-        # the child keeps its own copy of the descriptor; ours is closed once it has started
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(
-                [
-                    exe,
-                    "--data-dir",
-                    str(self.data_dir / "db"),
-                    "--host",
-                    self.host,
-                    "-p",
-                    str(self.port),
-                    "--log-file",
-                    str(self.log_file),
-                    "--pid-file",
-                    str(self.data_dir / "nx-27017.server.pid"),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # detached: survives the step/process that started it
-            )
+        # detached: survives the step/process that started it. Our PID file is written only
+        # once this process holds the port (in a start race, the losers exit)
+        proc = processes.start_detached(
+            [
+                exe,
+                "--data-dir",
+                str(self.data_dir / "db"),
+                "--host",
+                self.host,
+                "-p",
+                str(self.port),
+                "--log-file",
+                str(self.log_file),
+                "--pid-file",
+                str(self.server_pid_file),
+            ],
+            log_file=self.log_file,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -178,7 +173,7 @@ class EmbeddedMongo:
         """PID of our server on the port, or an error: whatever else listens there (another
         checkout's server with other data, any other program) must not be used as ours."""
         pid = self.listener_pid()
-        if pid is not None and self._serves(pid, self.port):
+        if pid is not None and processes.is_running(pid, partial(self._serves, port=self.port)):
             return pid
         raise EmbeddedMongoError(
             f"{self.host}:{self.port} is in use by another process, not by nx-27017 serving "
@@ -195,20 +190,5 @@ class EmbeddedMongo:
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
             return False
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-                # reap if it is our child
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
-            except OSError:
-                break
-            time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
-        self.pid_file.unlink(missing_ok=True)
+        processes.terminate(pid, self._serves, timeout_s=timeout, pid_file=self.pid_file)
         return True

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from twin_assets import processes
 from twin_assets.paths import data_dir
+from twin_assets.processes import ProcessInfo
 
 
 class CliError(Exception):
@@ -213,6 +213,11 @@ def _site_pid_file() -> Path:
     return data_dir() / "sample-site.pid"
 
 
+def _is_sample_site(proc: ProcessInfo) -> bool:
+    """Whether a process is the sample site (after a reboot the PID file may name anything)."""
+    return "twin_assets.sample_data.server" in proc.argv
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     if args.action == "prepare":
         from twin_assets.sample_data.prepare import prepare_sample
@@ -228,15 +233,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return 0
     pid_file = _site_pid_file()
     if args.action == "start":
-        pid_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(data_dir() / "sample-site.log", "ab") as log:  # the child keeps its own copy
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "twin_assets.sample_data.server", "--port", str(args.port)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        pid_file.write_text(str(proc.pid))
+        proc = processes.start_detached(
+            [sys.executable, "-m", "twin_assets.sample_data.server", "--port", str(args.port)],
+            log_file=data_dir() / "sample-site.log",
+            pid_file=pid_file,
+        )
         import socket
 
         for _ in range(100):
@@ -248,13 +249,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         print("sample site did not start", file=sys.stderr)
         return 1
     if args.action == "stop":
-        try:
-            pid = int(pid_file.read_text())
-            os.kill(pid, signal.SIGTERM)
-            print(f"stopped sample site (pid {pid})")
-        except (OSError, ValueError):
-            print("sample site not running")
-        pid_file.unlink(missing_ok=True)
+        pid = processes.stop(pid_file, _is_sample_site, timeout_s=10.0)
+        print(f"stopped sample site (pid {pid})" if pid is not None else "sample site not running")
         return 0
     return 2
 

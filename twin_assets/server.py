@@ -48,9 +48,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Mapping
@@ -59,7 +57,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from twin_assets import processes
 from twin_assets.paths import data_dir
+from twin_assets.processes import ProcessInfo
 from twin_assets.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -315,22 +315,14 @@ def _files() -> tuple[Path, Path, Path]:
     return root / PID_FILE, root / STATE_FILE, root / LOG_FILE
 
 
-def _is_ours(pid: int) -> bool:
-    """Whether `pid` is a twin service process (a stale PID file may name anything)."""
-    try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return False
-    return "twin_assets.server" in args
+def _is_ours(proc: ProcessInfo) -> bool:
+    """Whether a process is a twin service process (a stale PID file may name anything)."""
+    return "twin_assets.server" in proc.argv
 
 
 def _pid() -> int | None:
     pid_file, _, _ = _files()
-    try:
-        pid = int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return pid if _is_ours(pid) else None
+    return processes.read_pid(pid_file, _is_ours)
 
 
 def _port_in_use(host: str, port: int) -> bool:
@@ -373,18 +365,10 @@ def start(settings: ServeSettings, timeout_s: float = 180.0) -> int:
         return running
     if _port_in_use(settings.host, settings.port):
         raise ServeError(f"{settings.host}:{settings.port} is in use by another process; set TWIN_SERVE_PORT")
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, _SETTINGS_VAR: settings.model_dump_json()}
-    with open(log_file, "ab") as out:  # the child keeps its own copy of the descriptor
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "twin_assets.server"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,
-        )
-    pid_file.write_text(str(proc.pid))
+    proc = processes.start_detached(
+        [sys.executable, "-m", "twin_assets.server"], log_file=log_file, pid_file=pid_file, env=env
+    )
     base = _local_url(settings)
     state_file.write_text(json.dumps({"pid": proc.pid, "url": base, "started_at": time.time()}))
     deadline = time.monotonic() + timeout_s
@@ -402,8 +386,7 @@ def start(settings: ServeSettings, timeout_s: float = 180.0) -> int:
             return proc.pid
         last = body if code else last
         time.sleep(0.25)
-    _terminate(proc.pid)
-    pid_file.unlink(missing_ok=True)
+    processes.terminate(proc.pid, _is_ours, pid_file=pid_file)
     state_file.unlink(missing_ok=True)
     raise ServeError(
         f"the service was not ready within {timeout_s:g}s (last readiness: {last}); stopped it. "
@@ -411,39 +394,13 @@ def start(settings: ServeSettings, timeout_s: float = 180.0) -> int:
     )
 
 
-def _terminate(pid: int, timeout_s: float = 30.0) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except OSError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if not _is_ours(pid):
-            return
-        time.sleep(0.1)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
-
-
 def stop(timeout_s: float = 30.0) -> bool:
     """Stop the background service (SIGTERM: uvicorn finishes in-flight requests, then the
     generator is closed). False when it was not running; a stale PID file is just removed."""
     pid_file, state_file, _ = _files()
-    pid = _pid()
-    if pid is None:
-        pid_file.unlink(missing_ok=True)
-        state_file.unlink(missing_ok=True)
-        return False
-    _terminate(pid, timeout_s)
-    pid_file.unlink(missing_ok=True)
+    stopped = processes.stop(pid_file, _is_ours, timeout_s=timeout_s)
     state_file.unlink(missing_ok=True)
-    return True
+    return stopped is not None
 
 
 def status() -> dict[str, Any]:

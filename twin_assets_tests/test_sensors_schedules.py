@@ -28,10 +28,12 @@ TWO = (
 
 
 def _tick(instance, path, cursor=None):
-    ctx = dg.build_sensor_context(
+    """One sensor evaluation; its context is closed after it (an open one would leave the
+    instance published in a context variable for every later definitions load)."""
+    with dg.build_sensor_context(
         instance=instance, cursor=cursor, resources={"authors": AuthorRegistryResource(path=str(path))}
-    )
-    return author_registry_sensor(ctx), ctx
+    ) as ctx:
+        return author_registry_sensor(ctx)
 
 
 def _apply(instance, result):
@@ -43,18 +45,18 @@ def test_sensor_registers_new_authors_and_requests_crawls(tmp_path):
     registry = tmp_path / "authors.yaml"
     registry.write_text(ONE)
     with dg.instance_for_test() as instance:
-        result, _ = _tick(instance, registry)
+        result = _tick(instance, registry)
         assert [r.partition_key for r in result.run_requests] == ["maya-kowalski"]
         assert list(result.dynamic_partitions_requests[0].partition_keys) == ["maya-kowalski"]
         _apply(instance, result)
 
         # nothing changed: no crawl
-        again, _ = _tick(instance, registry, cursor=result.cursor)
+        again = _tick(instance, registry, cursor=result.cursor)
         assert isinstance(again, dg.SkipReason)
 
         # a second author: only that one is crawled
         registry.write_text(TWO)
-        third, _ = _tick(instance, registry, cursor=result.cursor)
+        third = _tick(instance, registry, cursor=result.cursor)
         assert [r.partition_key for r in third.run_requests] == ["ola-nowak"]
         _apply(instance, third)
         assert sorted(instance.get_dynamic_partitions(authors_partitions.name)) == [
@@ -64,7 +66,7 @@ def test_sensor_registers_new_authors_and_requests_crawls(tmp_path):
 
         # a changed link re-crawls that author, with no new partition
         registry.write_text(TWO.replace("@mayakowalski", "@maya"))
-        fourth, _ = _tick(instance, registry, cursor=third.cursor)
+        fourth = _tick(instance, registry, cursor=third.cursor)
         assert [r.partition_key for r in fourth.run_requests] == ["maya-kowalski"]
         assert fourth.dynamic_partitions_requests == []
 
@@ -73,9 +75,9 @@ def test_broken_registry_edit_changes_nothing(tmp_path):
     registry = tmp_path / "authors.yaml"
     registry.write_text(ONE)
     with dg.instance_for_test() as instance:
-        result, _ = _tick(instance, registry)
+        result = _tick(instance, registry)
         registry.write_text("authors: [")
-        broken, _ = _tick(instance, registry, cursor=result.cursor)
+        broken = _tick(instance, registry, cursor=result.cursor)
         assert isinstance(broken, dg.SkipReason)
         assert "not valid YAML" in broken.skip_message
 
@@ -85,19 +87,19 @@ def test_links_changed_back_and_forth_crawl_every_time(tmp_path):
     registry = tmp_path / "authors.yaml"
     registry.write_text(ONE)
     with dg.instance_for_test() as instance:
-        first, _ = _tick(instance, registry)
+        first = _tick(instance, registry)
         _apply(instance, first)
         registry.write_text(ONE.replace("@mayakowalski", "@maya"))
-        second, _ = _tick(instance, registry, cursor=first.cursor)
+        second = _tick(instance, registry, cursor=first.cursor)
         registry.write_text(ONE)
-        third, _ = _tick(instance, registry, cursor=second.cursor)
+        third = _tick(instance, registry, cursor=second.cursor)
         keys = [r.run_key for res in (first, second, third) for r in res.run_requests]
         assert [r.partition_key for r in third.run_requests] == ["maya-kowalski"]
         assert len(keys) == 3 and len(set(keys)) == 3
         # the same tick evaluated again (same cursor) asks for the same run: Dagster dedupes it
-        retried, _ = _tick(instance, registry, cursor=second.cursor)
+        retried = _tick(instance, registry, cursor=second.cursor)
         assert [r.run_key for r in retried.run_requests] == [r.run_key for r in third.run_requests]
-        assert isinstance(_tick(instance, registry, cursor=third.cursor)[0], dg.SkipReason)
+        assert isinstance(_tick(instance, registry, cursor=third.cursor), dg.SkipReason)
 
 
 def test_sensor_reads_a_cursor_of_the_older_format_without_recrawling(tmp_path):
@@ -110,25 +112,26 @@ def test_sensor_reads_a_cursor_of_the_older_format_without_recrawling(tmp_path):
     old = json.dumps({a.id: author_fingerprint(a) for a in load_registry(registry)})
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(authors_partitions.name, ["maya-kowalski"])
-        assert isinstance(_tick(instance, registry, cursor=old)[0], dg.SkipReason)
+        assert isinstance(_tick(instance, registry, cursor=old), dg.SkipReason)
 
 
-def _schedule_ctx(instance, registry):
-    return dg.build_schedule_context(
+def _recrawl(instance, registry):
+    """One evaluation of the weekly schedule, its context closed after it (see `_tick`)."""
+    with dg.build_schedule_context(
         instance=instance,
         scheduled_execution_time=datetime(2026, 11, 30, 3, tzinfo=UTC),
         resources={"authors": AuthorRegistryResource(path=str(registry))},
-    )
+    ) as ctx:
+        return weekly_recrawl(ctx)
 
 
 def test_weekly_schedule_requests_every_author_once_per_week(tmp_path):
     registry = tmp_path / "authors.yaml"
     registry.write_text(TWO)
     with dg.instance_for_test() as instance:
-        ctx = _schedule_ctx(instance, registry)
-        assert isinstance(weekly_recrawl(ctx), dg.SkipReason)
+        assert isinstance(_recrawl(instance, registry), dg.SkipReason)
         instance.add_dynamic_partitions(authors_partitions.name, ["ola-nowak", "maya-kowalski"])
-        requests = weekly_recrawl(ctx)
+        requests = _recrawl(instance, registry)
         assert [r.partition_key for r in requests] == ["maya-kowalski", "ola-nowak"]
         assert requests[0].run_key == "maya-kowalski:2026-W49"
 
@@ -138,11 +141,11 @@ def test_weekly_schedule_skips_authors_removed_from_the_registry(tmp_path):
     registry.write_text(ONE)
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(authors_partitions.name, ["ola-nowak", "maya-kowalski"])
-        requests = weekly_recrawl(_schedule_ctx(instance, registry))
+        requests = _recrawl(instance, registry)
         assert [r.partition_key for r in requests] == ["maya-kowalski"]  # ola was removed
         registry.write_text("authors: []\n")
-        none_left = weekly_recrawl(_schedule_ctx(instance, registry))
+        none_left = _recrawl(instance, registry)
         assert isinstance(none_left, dg.SkipReason) and "ola-nowak" in none_left.skip_message
         registry.write_text("authors: [")
-        broken = weekly_recrawl(_schedule_ctx(instance, registry))
+        broken = _recrawl(instance, registry)
         assert isinstance(broken, dg.SkipReason) and "not valid YAML" in broken.skip_message
