@@ -23,6 +23,11 @@ OpenAI chat completions; transformers: a local causal LM."""
 
 GENERATION_BACKENDS: tuple[GenerationBackend, ...] = get_args(GenerationBackend)
 
+DEFAULT_FREQUENCY_PENALTY = 0.3
+"""How a twin decodes unless told otherwise (OpenAI's frequency penalty). The inference service
+defaults to it and the evaluation decodes with it, so that the gate measures the answers users
+get: a small model decoded greedily without it loops on one phrase."""
+
 SkipReason = Literal[
     "rate_limited",
     "server_error",

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from twin_assets.domain.generation import DEFAULT_FREQUENCY_PENALTY
+
 Metric = Literal["nll", "preference", "generation", "judge", "rag"]
 ALL_METRICS: tuple[Metric, ...] = ("nll", "preference", "generation", "judge", "rag")
 
@@ -20,6 +22,14 @@ class EvaluationConfig(BaseModel):
     )
     max_items: int = Field(default=32, ge=1, description="Held-out items per metric (instructions, pairs).")
     max_new_tokens: int = Field(default=64, ge=1, description="Generation length for answers.")
+    frequency_penalty: float = Field(
+        default=DEFAULT_FREQUENCY_PENALTY,
+        ge=-2.0,
+        le=2.0,
+        description="Decoding of answers, as the inference service's default (TWIN_SERVE_FREQUENCY_PENALTY): "
+        "the gate judges the answers users get. 0 = plain greedy.",
+    )
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0, description="Likewise (OpenAI's meaning).")
     max_length: int = Field(default=512, ge=16, description="Token cap of prompt + answer when scoring.")
     batch_size: int = Field(default=8, ge=1, description="Sequences per forward pass / generate call.")
     dpo_beta: float = Field(default=0.1, gt=0, description="Scale of the implicit DPO reward.")

@@ -214,6 +214,8 @@ def run_evaluation(
                     eos_ids=models.eos_ids,
                     max_new_tokens=cfg.max_new_tokens,
                     batch_size=cfg.batch_size,
+                    frequency_penalty=cfg.frequency_penalty,
+                    presence_penalty=cfg.presence_penalty,
                 )
             texts = [g.text for g in gens]
             answers[name] = texts
@@ -403,6 +405,8 @@ def _judge_rag_answers(
             max_new_tokens=cfg.max_new_tokens,
             batch_size=cfg.batch_size,
             max_prompt_tokens=cfg.rag_max_prompt_tokens,
+            frequency_penalty=cfg.frequency_penalty,
+            presence_penalty=cfg.presence_penalty,
         )
     answers = [
         RagAnswer(question=q.question, answer=g.text, contexts=contexts)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
+from twin_assets.evaluation.generation import apply_penalties
 from twin_assets.serving.types import FinishReason
 
 REPLACEMENT_CHAR = "\ufffd"
@@ -235,11 +236,7 @@ class RowSampler(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._penalties and input_ids.shape[1] > self._prompt_width:
-            generated = input_ids[:, self._prompt_width :]
-            for i, freq, presence in self._penalties:
-                counts = torch.bincount(generated[i], minlength=scores.shape[-1])[: scores.shape[-1]]
-                counts = counts.to(scores.dtype)
-                scores[i] = scores[i] - freq * counts - presence * (counts > 0).to(scores.dtype)
+            apply_penalties(scores, input_ids[:, self._prompt_width :], self._penalties)
         for i, temperature, top_p, generator in self._rows:
             probs = torch.softmax(scores[i].float() / temperature, dim=-1)
             if top_p < 1.0:

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from twin_assets.domain.generation import DEFAULT_FREQUENCY_PENALTY
+
 GeneratorKind = Literal["local", "openai"]
 
 
@@ -41,7 +43,7 @@ class ServeSettings(BaseModel):
     device: str = "cpu"
     max_batch_size: int = Field(default=16, ge=1, le=256)
     frequency_penalty: float = Field(
-        default=0.3,
+        default=DEFAULT_FREQUENCY_PENALTY,
         ge=-2.0,
         le=2.0,
         description="default when a request sets none (OpenAI's meaning); 0.3 keeps a small model out of loops",
