@@ -20,7 +20,11 @@ from twin_assets.defs.evaluation.definitions import defs as evaluation
 from twin_assets.defs.features.definitions import defs as features
 from twin_assets.defs.freshness import with_freshness_policies
 from twin_assets.defs.jobs import automation_sensor, twin_pipeline_job
-from twin_assets.defs.resources import build_resources, freshness_policies_from_env
+from twin_assets.defs.resources import (
+    automation_interval_from_env,
+    build_resources,
+    freshness_policies_from_env,
+)
 from twin_assets.defs.serving.definitions import defs as serving
 from twin_assets.defs.training.definitions import defs as training
 
@@ -38,7 +42,11 @@ def defs() -> dg.Definitions:
         deployment,
         authors,
         serving,
-        dg.Definitions(jobs=[twin_pipeline_job], sensors=[automation_sensor], resources=build_resources()),
+        dg.Definitions(
+            jobs=[twin_pipeline_job],
+            sensors=[automation_sensor(automation_interval_from_env())],
+            resources=build_resources(),
+        ),
     )
     # freshness is an operations setting across stages: applied once, see defs/freshness.py
     return with_freshness_policies(merged, freshness_policies_from_env())

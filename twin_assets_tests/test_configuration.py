@@ -144,6 +144,22 @@ def test_invalid_numbers_name_their_variable():
         build_resources({"TWIN_MONGO_PORT": "x"})
 
 
+def test_automation_interval_is_a_deployment_setting():
+    from twin_assets.defs.jobs import automation_sensor
+    from twin_assets.defs.resources import automation_interval_from_env
+
+    assert automation_interval_from_env({}) == 30
+    assert (
+        automation_sensor(
+            automation_interval_from_env({"TWIN_AUTOMATION_INTERVAL_S": "8"})
+        ).minimum_interval_seconds
+        == 8
+    )
+    for bad in ("0", "2", "ten", "99999"):
+        with pytest.raises(ConfigurationError, match="TWIN_AUTOMATION_INTERVAL_S"):
+            automation_interval_from_env({"TWIN_AUTOMATION_INTERVAL_S": bad})
+
+
 def test_importing_the_definitions_reads_no_environment():
     """Invalid values only fail when the definitions are built, not when modules are imported."""
     env = {**os.environ, "TWIN_CRAWL_MAX_RETRIES": "two", "TWIN_MONGO_PORT": "x"}

@@ -13,10 +13,15 @@ twin_pipeline_job = dg.define_asset_job(
     description="The whole graph for one author, end to end (the README's main job).",
 )
 
-automation_sensor = dg.AutomationConditionSensorDefinition(
-    name="twin_automation",
-    target=dg.AssetSelection.all(),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Evaluates every asset's automation condition: new data flows downstream.",
-)
+
+def automation_sensor(minimum_interval_seconds: int = 30) -> dg.AutomationConditionSensorDefinition:
+    """Built when the definitions load, so that its interval is a deployment setting
+    (TWIN_AUTOMATION_INTERVAL_S): every stage of a new author's chain waits up to one interval
+    after the previous one finishes."""
+    return dg.AutomationConditionSensorDefinition(
+        name="twin_automation",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=minimum_interval_seconds,
+        description="Evaluates every asset's automation condition: new data flows downstream.",
+    )

@@ -334,3 +334,21 @@ def freshness_policies_from_env(environ: Environ | None = None) -> dict[str, dg.
         asset: _parsed(env, name, parse_freshness_policy(FRESHNESS_DEFAULTS[asset]), parse_freshness_policy)
         for asset, name in FRESHNESS_ENV.items()
     }
+
+
+AUTOMATION_INTERVAL_ENV = "TWIN_AUTOMATION_INTERVAL_S"
+AUTOMATION_INTERVAL_DEFAULT_S = 30
+
+
+def _interval_seconds(raw: str) -> int:
+    value = int(raw)
+    if not 5 <= value <= 3600:
+        raise ValueError("use a whole number of seconds from 5 to 3600")
+    return value
+
+
+def automation_interval_from_env(environ: Environ | None = None) -> int:
+    """Seconds between two evaluations of the automation sensor (TWIN_AUTOMATION_INTERVAL_S,
+    default 30): how long a finished stage waits before the next one is requested."""
+    env = os.environ if environ is None else environ
+    return _parsed(env, AUTOMATION_INTERVAL_ENV, AUTOMATION_INTERVAL_DEFAULT_S, _interval_seconds)

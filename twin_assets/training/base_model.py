@@ -180,8 +180,13 @@ def build_tiny_llama(
     hidden_size: int = 64,
     num_layers: int = 2,
     seed: int = 0,
+    context_window: int = 1024,
 ) -> Path:
     """A random-weights Llama + BPE tokenizer trained on `corpus_texts`: the smoke-test model.
+
+    `context_window`: its small vocabulary spends about one token per two characters of text
+    it was not trained on, so a RAG prompt with real chunks needs a wider window than 1024
+    (rotary positions: the width costs no weights).
 
     Idempotent like `ensure_base_model`. The tokenizer carries `PROJECT_CHAT_TEMPLATE` and the
     ChatML special tokens, so training and inference code paths are the same as for real models.
@@ -224,7 +229,7 @@ def build_tiny_llama(
             num_hidden_layers=num_layers,
             num_attention_heads=4,
             num_key_value_heads=2,
-            max_position_embeddings=1024,
+            max_position_embeddings=context_window,
             tie_word_embeddings=True,
             bos_token_id=tokenizer.bos_token_id,  # pyright: ignore[reportArgumentType]
             eos_token_id=tokenizer.eos_token_id,  # pyright: ignore[reportArgumentType]
