@@ -16,7 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from dagster_aws.s3 import S3Resource
 
+from resources.artifacts import ArtifactStoreResource
 from resources.embedded_mongo import EmbeddedMongo
 from resources.warehouse import WarehouseResource
 
@@ -116,3 +118,18 @@ def _no_leaked_dagster_instance_context(request):
     if base.DefsStateStorage.get() is not None:
         warnings.warn(f"{request.node.nodeid} left a DagsterInstance's state storage set", stacklevel=1)
         base._current_storage.set(None)
+
+
+def s3_artifact_store(moto_url: str, root: Path, bucket: str) -> ArtifactStoreResource:
+    """An artifact store on the moto S3 server (`moto_url`), mirrored under `root`."""
+    return ArtifactStoreResource(
+        root_dir=str(root),
+        s3_bucket=bucket,
+        s3_prefix="llm-twin",
+        s3=S3Resource(
+            endpoint_url=moto_url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        ),
+    )

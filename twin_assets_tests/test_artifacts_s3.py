@@ -7,31 +7,17 @@ import json
 from pathlib import Path
 
 import pytest
-from dagster_aws.s3 import S3Resource
 
 from resources.artifacts import ArtifactStoreResource
+from twin_assets_tests.conftest import s3_artifact_store
 
 BUCKET = "twin-artifacts"
-
-
-def _store(moto_url: str, root: Path, bucket: str) -> ArtifactStoreResource:
-    return ArtifactStoreResource(
-        root_dir=str(root),
-        s3_bucket=bucket,
-        s3_prefix="llm-twin",
-        s3=S3Resource(
-            endpoint_url=moto_url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        ),
-    )
 
 
 @pytest.fixture
 def bucket(moto_url, request) -> str:
     name = f"b-{request.node.name.replace('_', '-')[:40].lower()}"
-    _store(moto_url, Path("/nonexistent"), name)._client().create_bucket(Bucket=name)
+    s3_artifact_store(moto_url, Path("/nonexistent"), name)._client().create_bucket(Bucket=name)
     return name
 
 
@@ -40,7 +26,7 @@ def test_put_dir_uploads_cards_last(moto_url, bucket, tmp_path, monkeypatch):
     (src / "sub").mkdir(parents=True)
     for name in ("card.json", "model_card.json", "a.parquet", "test.parquet", "sub/card.json", "sub/x.bin"):
         (src / name).write_text(name)
-    store = _store(moto_url, tmp_path / "root", bucket)
+    store = s3_artifact_store(moto_url, tmp_path / "root", bucket)
     uploaded: list[str] = []
     real_client = ArtifactStoreResource._client
 
@@ -71,8 +57,8 @@ def test_put_dir_uploads_cards_last(moto_url, bucket, tmp_path, monkeypatch):
 
 
 def test_alias_is_read_from_s3_not_a_stale_mirror(moto_url, bucket, tmp_path):
-    writer = _store(moto_url, tmp_path / "w1", bucket)
-    reader = _store(moto_url, tmp_path / "w2", bucket)
+    writer = s3_artifact_store(moto_url, tmp_path / "w1", bucket)
+    reader = s3_artifact_store(moto_url, tmp_path / "w2", bucket)
     assert reader.read_alias("models/a/sft", "latest") is None
     writer.write_alias("models/a/sft", "latest", "m1")
     assert reader.read_alias("models/a/sft", "latest") == "m1"  # now mirrored locally on w2
@@ -85,7 +71,7 @@ def test_alias_is_read_from_s3_not_a_stale_mirror(moto_url, bucket, tmp_path):
 
 
 def test_get_dir_refuses_keys_escaping_the_target(moto_url, bucket, tmp_path):
-    store = _store(moto_url, tmp_path / "root", bucket)
+    store = s3_artifact_store(moto_url, tmp_path / "root", bucket)
     client = store._client()
     prefix = "llm-twin/models/a/sft/m1/adapter/"
     client.put_object(Bucket=bucket, Key=prefix + "adapter_config.json", Body=b"{}")
@@ -111,7 +97,7 @@ def test_published_model_version_carries_its_loss_curve_to_s3(moto_url, bucket, 
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
-    store = _store(moto_url, tmp_path / "root", bucket)
+    store = s3_artifact_store(moto_url, tmp_path / "root", bucket)
     card = registry.ModelCard(
         author_id="a",
         kind="sft",
@@ -123,7 +109,7 @@ def test_published_model_version_carries_its_loss_curve_to_s3(moto_url, bucket, 
         code_version="c1",
     )
     registry.publish_model(store, card, adapter, extra_files={registry.LOSS_CURVE_FILE: b"\x89PNG plot"})
-    other = _store(moto_url, tmp_path / "other-worker", bucket)
+    other = s3_artifact_store(moto_url, tmp_path / "other-worker", bucket)
     key = f"{registry.model_key('a', 'sft', 'm1')}/{registry.LOSS_CURVE_FILE}"
     body = other._client().get_object(Bucket=bucket, Key=other._s3_key(key))["Body"].read()
     assert body == b"\x89PNG plot"

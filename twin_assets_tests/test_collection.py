@@ -20,6 +20,7 @@ from twin_assets.defs.partitions import authors_partitions
 from twin_assets.defs.resources import registry_placeholders
 from twin_assets.paths import PROJECT_ROOT
 from twin_assets.sample_data.prepare import prepare_sample
+from twin_assets_tests.dagster_processes import CARD_ASSETS
 
 AUTHOR = "maya-kowalski"
 
@@ -102,18 +103,7 @@ def test_definitions_load():
     defs = load_defs()
     dg.Definitions.validate_loadable(defs)
     assert defs.resolve_asset_graph().get_all_asset_keys() >= {
-        dg.AssetKey(k)
-        for k in (
-            "raw_documents",
-            "cleaned_documents",
-            "chunks",
-            "embedded_chunks",
-            "instruction_dataset",
-            "preference_dataset",
-            "base_model",
-            "sft_model",
-            "dpo_model",
-        )
+        dg.AssetKey(k) for k in (*CARD_ASSETS, "base_model")
     }
     assert {j.name for j in defs.jobs} >= {"crawl_author", "twin_pipeline", "purge_author"}
 

@@ -21,7 +21,6 @@ can use). Every other setting is the code's default.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ import yaml
 
 from twin_assets.paths import PROJECT_ROOT
 from twin_assets_tests.conftest import free_port
+from twin_assets_tests.dagster_processes import CARD_ASSETS, dagster_home, stop_group
 from twin_assets_tests.fake_openai_server import FakeOpenAIServer
 from twin_assets_tests.training_fixtures import POSTS
 
@@ -224,11 +224,7 @@ def loop(tmp_path_factory, site, llm, mongo_server):
     from twin_assets.training.base_model import build_tiny_llama
 
     root = tmp_path_factory.mktemp("daemon")
-    home = root / "home"
-    home.mkdir()
-    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    config["storage"] = {"sqlite": {"base_dir": str(home)}}  # the test reads it without DAGSTER_HOME
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+    home = dagster_home(root)
     registry = root / "authors.yaml"
     registry.write_text(yaml.safe_dump({"authors": []}))
     base = build_tiny_llama(root / "tiny-llama", POSTS * 4, context_window=4096)
@@ -285,11 +281,7 @@ def loop(tmp_path_factory, site, llm, mongo_server):
     try:
         yield world
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc, timeout_s=60)
         subprocess.run(
             [sys.executable, "-m", "twin_assets.cli", "serve", "stop"], cwd=PROJECT_ROOT, env=env, check=False
         )
@@ -316,17 +308,7 @@ def test_a_registered_author_becomes_a_live_twin_and_new_documents_flow_in(loop)
         lambda: loop.materializations("deployed_endpoint"),
         FIRST_DEPLOY_TIMEOUT_S,
     )
-    for asset in (
-        "raw_documents",
-        "cleaned_documents",
-        "chunks",
-        "embedded_chunks",
-        "instruction_dataset",
-        "preference_dataset",
-        "sft_model",
-        "dpo_model",
-        "evaluation_report",
-    ):
+    for asset in CARD_ASSETS:
         assert loop.materializations(asset), f"{asset} was never materialized\n{loop.runs()}"
     automatic = {"dagster/sensor_name", "dagster/from_automation_condition", "dagster/parent_run_id"}
     by_hand = [r.run_id for r in loop.instance.get_runs() if not automatic & set(r.tags)]

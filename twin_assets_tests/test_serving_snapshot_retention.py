@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dagster_aws.s3 import S3Resource
 from pydantic import ValidationError
 
 from resources.artifacts import ArtifactStoreResource
@@ -34,6 +33,7 @@ from twin_assets.serving.snapshot_retention import (
     published_versions,
     validate_keep,
 )
+from twin_assets_tests.conftest import s3_artifact_store
 
 AUTHOR = "ada"
 T0 = datetime(2025, 1, 6, 3, 0, tzinfo=UTC)
@@ -184,20 +184,6 @@ def test_nothing_published_prunes_nothing(tmp_path):
 BUCKET = "twin-index-retention"
 
 
-def _s3_store(moto_url: str, root: Path) -> ArtifactStoreResource:
-    return ArtifactStoreResource(
-        root_dir=str(root),
-        s3_bucket=BUCKET,
-        s3_prefix="llm-twin",
-        s3=S3Resource(
-            endpoint_url=moto_url,
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        ),
-    )
-
-
 def _s3_versions(store: ArtifactStoreResource) -> set[str]:
     prefix = f"llm-twin/indexes/{AUTHOR}/"
     keys = [
@@ -207,7 +193,7 @@ def _s3_versions(store: ArtifactStoreResource) -> set[str]:
 
 
 def test_s3_prunes_the_bucket_and_the_mirror_without_partial_copies(moto_url, tmp_path, monkeypatch):
-    writer = _s3_store(moto_url, tmp_path / "w1")
+    writer = s3_artifact_store(moto_url, tmp_path / "w1", BUCKET)
     writer._client().create_bucket(Bucket=BUCKET)
     snapshots = _timed_snapshots(5)
     for snapshot in snapshots[:4]:
@@ -215,7 +201,7 @@ def test_s3_prunes_the_bucket_and_the_mirror_without_partial_copies(moto_url, tm
     assert writer.list_children(index_key(AUTHOR)) == sorted([*(s.version for s in snapshots[:4]), "aliases"])
 
     # another worker, whose mirror holds none of them, publishes the fifth and prunes from S3
-    other = _s3_store(moto_url, tmp_path / "w2")
+    other = s3_artifact_store(moto_url, tmp_path / "w2", BUCKET)
     deletes: list[list[str]] = []
     real_client = ArtifactStoreResource._client
 

@@ -11,7 +11,6 @@ test's job); here the launch goes straight from the UI to a run worker process.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import yaml
 
 from twin_assets.paths import PROJECT_ROOT
 from twin_assets_tests.conftest import free_port
+from twin_assets_tests.dagster_processes import CARD_ASSETS, dagster_home, stop_group
 
 pytestmark = pytest.mark.slow
 
@@ -56,13 +56,15 @@ def _card_assets(env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def webserver(tmp_path_factory, sample_site, mongo_server):
     root = tmp_path_factory.mktemp("ui")
-    home = root / "home"
-    home.mkdir()
-    config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    config.setdefault("concurrency", {}).pop("runs", None)  # run limits belong to the queue
-    config["storage"] = {"sqlite": {"base_dir": str(home)}}  # the test reads it without DAGSTER_HOME set
-    config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
-    (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+
+    def launch_directly(config: dict) -> None:
+        config.setdefault("concurrency", {}).pop("runs", None)  # run limits belong to the queue
+        config["run_coordinator"] = {
+            "module": "dagster.core.run_coordinator",
+            "class": "DefaultRunCoordinator",
+        }
+
+    home = dagster_home(root, launch_directly)
     registry = root / "authors.yaml"
     links = [{"url": f"{sample_site}/blog/", "platform": "web"}]
     registry.write_text(
@@ -113,12 +115,7 @@ def webserver(tmp_path_factory, sample_site, mongo_server):
             pytest.fail("webserver did not start: " + (root / "webserver.log").read_text()[-3000:])
         yield url, env, home
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+        stop_group(proc)
         log.close()
 
 
@@ -146,18 +143,7 @@ def _dismiss_welcome(page) -> None:
 def test_asset_graph_shows_every_asset_of_the_card(webserver, page):
     url, env, _ = webserver
     assets = _card_assets(env)
-    card = {
-        "raw_documents",
-        "cleaned_documents",
-        "chunks",
-        "embedded_chunks",
-        "instruction_dataset",
-        "preference_dataset",
-        "sft_model",
-        "dpo_model",
-        "evaluation_report",
-    }
-    assert card <= set(assets)
+    assert set(CARD_ASSETS) <= set(assets)
     for group in sorted(set(assets.values())):
         page.goto(f"{url}/locations/twin_assets.definitions/asset-groups/{group}")
         _dismiss_welcome(page)
